@@ -1,0 +1,86 @@
+//! The knowledge base: what the knowledge-base tool searches.
+//!
+//! The engine only sees the [`KnowledgeBase`] trait; stores plug in behind it.
+//! [`memory::MemoryStore`] reads a JSONL file of question/answer documents.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// Errors raised by knowledge-base stores.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file that failed.
+        path: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A line of an input file is not what the format expects.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file that failed.
+        path: String,
+        /// One-based line number.
+        line: usize,
+        /// What is wrong, and what to fix.
+        message: String,
+    },
+    /// Any other store failure.
+    #[error("knowledge base: {0}")]
+    Store(String),
+}
+
+/// How many hits a search may return and how much text they may carry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchParams {
+    /// The most hits to return.
+    pub top_k: usize,
+    /// Hits scoring below this are dropped.
+    pub min_score: f32,
+    /// Budget on the characters of context handed to the model, over all hits.
+    pub max_context_chars: usize,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        Self {
+            top_k: 3,
+            min_score: 0.0,
+            max_context_chars: 4000,
+        }
+    }
+}
+
+/// One ranked search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// Stable id of the matched document or chunk.
+    pub id: String,
+    /// The matched question, or the chunk's heading.
+    pub title: String,
+    /// The answer of a question/answer document, if the hit is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// The chunk text, for documents that are not question/answer pairs.
+    pub text: String,
+    /// The file or URL the document came from.
+    pub source: String,
+    /// Relevance; higher is better. Comparable only within one store.
+    pub score: f32,
+}
+
+/// A searchable store of documents.
+#[async_trait]
+pub trait KnowledgeBase: Send + Sync {
+    /// Returns the hits for `query`, best first, within `params`.
+    async fn search(&self, query: &str, params: &SearchParams) -> Result<Vec<Hit>, Error>;
+
+    /// Whether the store is reachable (for `/readyz`).
+    async fn ready(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! ragstream: a stream-first chat server with function calling over a knowledge base.
+
+pub mod kb;

@@ -13,6 +13,7 @@ use ragstream::llm::sse::Decoder;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+#[allow(unused_imports, reason = "each test binary uses a different part")]
 pub use upstream::{Reply, Step, Upstream};
 
 /// The knowledge base the tests search.

@@ -254,6 +254,8 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
                         Step::Sleep(gap) => tokio::time::sleep(gap).await,
                         Step::Hang => std::future::pending::<()>().await,
                         Step::Drop => {
+                            // Let hyper flush what was written, as a real server would have.
+                            tokio::time::sleep(Duration::from_millis(30)).await;
                             yield Err(std::io::Error::other("scripted drop"));
                             return;
                         }

@@ -11,9 +11,15 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The binary with a clean environment, run from the repository root.
 fn ragstream() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ragstream"));
-    command.current_dir(ROOT).env("NO_COLOR", "1").env("RUST_LOG", "warn");
+    command
+        .current_dir(ROOT)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn");
     for (key, _) in std::env::vars() {
-        if key.starts_with("OPENAI_") || key.starts_with("RAGSTREAM_") || key.starts_with("MINIMAX_") {
+        if key.starts_with("OPENAI_")
+            || key.starts_with("RAGSTREAM_")
+            || key.starts_with("MINIMAX_")
+        {
             command.env_remove(key);
         }
     }
@@ -38,44 +44,78 @@ fn check_config_masks_the_key_and_shows_env_overrides() {
         .env("OPENAI_MODEL", "deepseek-chat")
         .env("RAGSTREAM_LLM__DIALECT", "functions"));
     assert!(output.status.success(), "{stdout}");
-    assert!(!stdout.contains("abcdef1234567890"), "the key leaked:\n{stdout}");
-    assert!(stdout.contains("api_key = \"sk-*** (19 chars)\""), "{stdout}");
+    assert!(
+        !stdout.contains("abcdef1234567890"),
+        "the key leaked:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("api_key = \"sk-*** (19 chars)\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("model = \"deepseek-chat\""), "{stdout}");
     assert!(stdout.contains("dialect = \"functions\""), "{stdout}");
-    assert!(stdout.contains("ok: the configuration is valid"), "{stdout}");
+    assert!(
+        stdout.contains("ok: the configuration is valid"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn check_config_says_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[chat]\nmax_steps = 0\n[kb]\njsonl = \"missing.jsonl\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[chat]\nmax_steps = 0\n[kb]\njsonl = \"missing.jsonl\"\n",
+    )
+    .unwrap();
     let (output, stdout, _) = run(ragstream().arg("check-config").arg("--config").arg(&path));
     assert_eq!(output.status.code(), Some(1));
-    assert!(stdout.contains("chat.max_steps must be at least 1"), "{stdout}");
-    assert!(stdout.contains("kb.jsonl: missing.jsonl is not a file"), "{stdout}");
+    assert!(
+        stdout.contains("chat.max_steps must be at least 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("kb.jsonl: missing.jsonl is not a file"),
+        "{stdout}"
+    );
 
     std::fs::write(&path, "[llm]\nmodle = \"typo\"\n").unwrap();
     let (output, stdout, _) = run(ragstream().arg("check-config").arg("--config").arg(&path));
     assert_eq!(output.status.code(), Some(1));
-    assert!(stdout.contains("unknown field") && stdout.contains("modle"), "{stdout}");
+    assert!(
+        stdout.contains("unknown field") && stdout.contains("modle"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_dotenv_file_in_the_working_directory_is_read() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "OPENAI_API_KEY=sk-from-dotenv\n").unwrap();
-    std::fs::copy(format!("{ROOT}/tests/fixtures/kb.jsonl"), dir.path().join("kb.jsonl")).unwrap();
-    std::fs::write(dir.path().join("ragstream.toml"), "[kb]\njsonl = \"kb.jsonl\"\n").unwrap();
+    std::fs::copy(
+        format!("{ROOT}/tests/fixtures/kb.jsonl"),
+        dir.path().join("kb.jsonl"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ragstream.toml"),
+        "[kb]\njsonl = \"kb.jsonl\"\n",
+    )
+    .unwrap();
     let (output, stdout, _) = run(ragstream().arg("check-config").current_dir(dir.path()));
     assert!(output.status.success(), "{stdout}");
-    assert!(stdout.contains("api_key = \"sk-*** (14 chars)\""), "{stdout}");
+    assert!(
+        stdout.contains("api_key = \"sk-*** (14 chars)\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("config file: ragstream.toml"), "{stdout}");
 }
 
 #[test]
 fn ask_without_a_model_answers_from_the_knowledge_base() {
-    let (output, stdout, stderr) = run(ragstream().args(["ask", "--config", "examples/autism.toml", "孩子自伤怎么办"]));
+    let (output, stdout, stderr) =
+        run(ragstream().args(["ask", "--config", "examples/autism.toml", "孩子自伤怎么办"]));
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.starts_with("【知识库回答】"), "{stdout}");
     assert!(stderr.contains("[1] "), "sources go to stderr: {stderr}");
@@ -93,7 +133,10 @@ async fn ask_streams_the_answer_to_stdout_and_status_to_stderr() {
         .args(["ask", "--config", "examples/autism.toml", "孩子自伤怎么办"])
         .env("OPENAI_BASE_URL", &upstream.base_url)
         .env("OPENAI_API_KEY", "sk-test");
-    let output = tokio::process::Command::from(command).output().await.unwrap();
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .unwrap();
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stdout, "先保证安全。\n");
@@ -103,7 +146,12 @@ async fn ask_streams_the_answer_to_stdout_and_status_to_stderr() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["ask", "--help"], vec!["check-config", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["ask", "--help"],
+        vec!["check-config", "--help"],
+    ] {
         let (output, stdout, _) = run(ragstream().args(&args));
         assert!(output.status.success(), "{args:?}");
         assert!(stdout.contains("Usage: ragstream"), "{args:?}: {stdout}");

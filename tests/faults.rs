@@ -38,7 +38,11 @@ async fn a_500_before_the_first_byte_is_retried() {
 #[tokio::test]
 async fn a_429_honours_retry_after_then_succeeds() {
     let upstream = Upstream::start(vec![
-        Reply::Status(429, vec![("retry-after", "0.05".into())], r#"{"error":{"message":"slow down"}}"#.into()),
+        Reply::Status(
+            429,
+            vec![("retry-after", "0.05".into())],
+            r#"{"error":{"message":"slow down"}}"#.into(),
+        ),
         Reply::answer(&["ok"]),
     ])
     .await;
@@ -49,14 +53,25 @@ async fn a_429_honours_retry_after_then_succeeds() {
 
 #[tokio::test]
 async fn retries_run_out_with_a_clear_error() {
-    let limited = || Reply::Status(429, vec![], r#"{"error":{"message":"Rate limit reached"}}"#.into());
+    let limited = || {
+        Reply::Status(
+            429,
+            vec![],
+            r#"{"error":{"message":"Rate limit reached"}}"#.into(),
+        )
+    };
     let upstream = Upstream::start(vec![limited(), limited(), limited()]).await;
     let server = start(config(&upstream.base_url)).await;
 
     let events = chat(&server, ask()).await;
 
     assert_eq!(error_code(&events), "upstream_rate_limited");
-    assert!(last(&events).data["message"].as_str().unwrap().contains("Rate limit reached"));
+    assert!(
+        last(&events).data["message"]
+            .as_str()
+            .unwrap()
+            .contains("Rate limit reached")
+    );
     assert_eq!(upstream.requests().len(), 3, "one try and two retries");
 }
 
@@ -114,7 +129,8 @@ async fn a_provider_that_never_answers_ends_with_a_timeout() {
 
 #[tokio::test]
 async fn a_drop_mid_stream_ends_with_an_error_after_the_text_so_far() {
-    let upstream = Upstream::start(vec![Reply::answer(&["一", "二", "三"]).cut(2, Step::Drop)]).await;
+    let upstream =
+        Upstream::start(vec![Reply::answer(&["一", "二", "三"]).cut(2, Step::Drop)]).await;
     let server = start(config(&upstream.base_url)).await;
 
     let events = chat(&server, ask()).await;
@@ -137,7 +153,12 @@ async fn a_malformed_chunk_ends_with_a_protocol_error() {
 
     assert_eq!(answer(&events), "前");
     assert_eq!(error_code(&events), "upstream_protocol");
-    assert!(last(&events).data["message"].as_str().unwrap().contains("oops"));
+    assert!(
+        last(&events).data["message"]
+            .as_str()
+            .unwrap()
+            .contains("oops")
+    );
 }
 
 #[tokio::test]
@@ -151,12 +172,20 @@ async fn an_error_object_in_the_stream_is_passed_on() {
     let events = chat(&server, ask()).await;
 
     assert_eq!(error_code(&events), "upstream_error");
-    assert!(last(&events).data["message"].as_str().unwrap().contains("model overloaded"));
+    assert!(
+        last(&events).data["message"]
+            .as_str()
+            .unwrap()
+            .contains("model overloaded")
+    );
 }
 
 #[tokio::test]
 async fn slow_chunks_within_the_idle_timeout_are_fine() {
-    let upstream = Upstream::start(vec![Reply::answer(&["慢", "慢", "来"]).paced(Duration::from_millis(150))]).await;
+    let upstream = Upstream::start(vec![
+        Reply::answer(&["慢", "慢", "来"]).paced(Duration::from_millis(150)),
+    ])
+    .await;
     let server = start(config(&upstream.base_url)).await;
 
     let events = chat(&server, ask()).await;
@@ -176,12 +205,19 @@ async fn a_stream_that_never_ends_hits_the_idle_timeout() {
 
     assert_eq!(answer(&events), "开始");
     assert_eq!(error_code(&events), "upstream_timeout");
-    assert!(upstream.wait_all_closed(Duration::from_secs(2)).await, "the hung upstream request was closed");
+    assert!(
+        upstream.wait_all_closed(Duration::from_secs(2)).await,
+        "the hung upstream request was closed"
+    );
 }
 
 #[tokio::test]
 async fn a_stream_without_done_still_completes() {
-    let upstream = Upstream::start(vec![Reply::fixture("quirky_tool_call.sse", 33), Reply::answer(&["好"])]).await;
+    let upstream = Upstream::start(vec![
+        Reply::fixture("quirky_tool_call.sse", 33),
+        Reply::answer(&["好"]),
+    ])
+    .await;
     let server = start(config(&upstream.base_url)).await;
 
     let events = chat(&server, ask()).await;
@@ -196,7 +232,10 @@ async fn a_stream_without_done_still_completes() {
 async fn a_client_disconnect_cancels_the_upstream_request() {
     let many: Vec<String> = (0..200).map(|i| format!("第{i}句。")).collect();
     let pieces: Vec<&str> = many.iter().map(String::as_str).collect();
-    let upstream = Upstream::start(vec![Reply::answer(&pieces).paced(Duration::from_millis(20))]).await;
+    let upstream = Upstream::start(vec![
+        Reply::answer(&pieces).paced(Duration::from_millis(20)),
+    ])
+    .await;
     let server = start(config(&upstream.base_url)).await;
 
     let mut response = support::post(&server, "/api/chat", ask()).await;
@@ -236,9 +275,16 @@ async fn the_classic_endpoint_shows_a_failure_in_the_text() {
     let upstream = Upstream::start(vec![Reply::answer(&["一半"]).cut(1, Step::Drop)]).await;
     let server = start(config(&upstream.base_url)).await;
 
-    let text = support::post(&server, "/api/python", ask()).await.text().await.unwrap();
+    let text = support::post(&server, "/api/python", ask())
+        .await
+        .text()
+        .await
+        .unwrap();
 
-    assert!(text.starts_with("一半\n\n[error: model provider stream broke off"), "{text}");
+    assert!(
+        text.starts_with("一半\n\n[error: model provider stream broke off"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

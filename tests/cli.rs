@@ -157,3 +157,50 @@ fn every_command_has_help() {
         assert!(stdout.contains("Usage: ragstream"), "{args:?}: {stdout}");
     }
 }
+
+#[tokio::test]
+async fn serve_exits_cleanly_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = tokio::process::Command::from({
+        let mut c = ragstream();
+        c.args([
+            "serve",
+            "--config",
+            "examples/autism.toml",
+            "--addr",
+            "127.0.0.1:0",
+        ]);
+        c
+    });
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve exited before listening");
+        if let Some(url) = line.strip_prefix("ragstream listening on ") {
+            break url.to_owned();
+        }
+    };
+    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("serve did not stop on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 pub enum Step {
     /// Send these bytes as one write.
     Bytes(Vec<u8>),
+    /// Send these bytes this many times, without holding copies in memory.
+    Repeat(Bytes, usize),
     /// Wait before the next step.
     Sleep(Duration),
     /// Never send anything again, keeping the connection open.
@@ -152,6 +154,7 @@ struct Shared {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<(HeaderMap, Value)>>,
     open: Arc<AtomicUsize>,
+    sent: Arc<AtomicUsize>,
 }
 
 /// A running scripted upstream.
@@ -207,6 +210,11 @@ impl Upstream {
         self.shared.open.load(Ordering::SeqCst)
     }
 
+    /// Body bytes handed to the network so far, over all replies.
+    pub fn sent_bytes(&self) -> usize {
+        self.shared.sent.load(Ordering::SeqCst)
+    }
+
     /// Waits until no stream is open, up to `limit`; true if they all closed.
     pub async fn wait_all_closed(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
@@ -246,11 +254,21 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         Some(Reply::Stream(steps)) => {
             shared.open.fetch_add(1, Ordering::SeqCst);
             let guard = OpenGuard(shared.open.clone());
+            let sent = shared.sent.clone();
             let body = async_stream::stream! {
                 let _guard = guard;
                 for step in steps {
                     match step {
-                        Step::Bytes(bytes) => yield Ok(Bytes::from(bytes)),
+                        Step::Bytes(bytes) => {
+                            sent.fetch_add(bytes.len(), Ordering::SeqCst);
+                            yield Ok(Bytes::from(bytes));
+                        }
+                        Step::Repeat(bytes, times) => {
+                            for _ in 0..times {
+                                sent.fetch_add(bytes.len(), Ordering::SeqCst);
+                                yield Ok(bytes.clone());
+                            }
+                        }
                         Step::Sleep(gap) => tokio::time::sleep(gap).await,
                         Step::Hang => std::future::pending::<()>().await,
                         Step::Drop => {

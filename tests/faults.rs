@@ -300,3 +300,48 @@ async fn finish_without_a_done_frame_is_enough() {
 
     assert_eq!(last(&events).data["finish_reason"], "length");
 }
+
+#[tokio::test]
+async fn a_disconnect_during_the_answer_after_a_tool_call_leaves_nothing_running() {
+    let many: Vec<String> = (0..500).map(|i| format!("第{i}句。")).collect();
+    let pieces: Vec<&str> = many.iter().map(String::as_str).collect();
+    let upstream = Upstream::start(vec![
+        Reply::answer(&["热身"]),
+        Reply::tool_call("c1", "autism_expert", &["{\"question\":\"自伤\"}"]),
+        Reply::answer(&pieces).paced(Duration::from_millis(20)),
+    ])
+    .await;
+    let server = start(config(&upstream.base_url)).await;
+    // A first answer starts what lives on (metrics upkeep, pooled connections).
+    chat(&server, ask()).await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let baseline = tasks();
+
+    let mut response = support::post(&server, "/api/chat", ask()).await;
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        seen.push_str(&String::from_utf8_lossy(
+            &response.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    assert_eq!(upstream.requests().len(), 3, "the answer call is running");
+    drop(response);
+
+    assert!(
+        upstream.wait_all_closed(Duration::from_secs(1)).await,
+        "the answer call was cancelled"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tasks() > baseline && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        tasks() <= baseline,
+        "{} tasks alive, {baseline} before the request",
+        tasks()
+    );
+}

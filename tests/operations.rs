@@ -66,12 +66,12 @@ async fn a_flood_beyond_max_streams_gets_a_clear_503() {
 #[tokio::test]
 async fn shutdown_lets_streams_finish_within_the_grace_period_then_ends_them() {
     let upstream = Upstream::start(vec![
-        long_answer(3, Duration::from_millis(50)),
+        long_answer(3, Duration::from_millis(30)),
         long_answer(1000, Duration::from_millis(20)),
     ])
     .await;
     let mut raw = config(&upstream.base_url);
-    raw.server.shutdown_grace_ms = 400;
+    raw.server.shutdown_grace_ms = 1_000;
     let server = start(raw).await;
 
     let short = support::post(&server, "/api/chat", ask()).await;

@@ -14,9 +14,9 @@
 use serde::Serialize;
 
 use super::document::Kind;
+use super::store::Store;
 use super::store::db::{self, Row};
 use super::store::vectors::VectorIndex;
-use super::store::{Store, check_model};
 use super::{Error, Hit, SearchParams};
 
 /// A hit with the evidence behind it, for the hit-test endpoint and `kb search`.
@@ -84,14 +84,13 @@ impl Store {
         .map_err(|err| Error::Store(format!("search task failed: {err}")))?
     }
 
-    /// Embeds the query when vectors can be used.
+    /// Embeds the query when a provider is configured. (Whether the store holds vectors
+    /// is only known after the blocking refresh, and a store imported with a provider
+    /// always does, so the question is not asked here.)
     async fn query_vector(&self, query: &str) -> Result<Option<Vec<f32>>, Error> {
         let Some(embeddings) = self.embeddings() else {
             return Ok(None);
         };
-        if self.current_vectors()?.is_empty() {
-            return Ok(None);
-        }
         match embeddings.embed_query(query).await {
             Ok(vector) => Ok(Some(vector)),
             Err(err) => {
@@ -119,16 +118,14 @@ impl Store {
         let vector = match vector {
             Some(v) if !index.is_empty() => {
                 if v.len() != index.dim() {
-                    let model = self.embeddings().map_or("?", |e| e.model()).to_owned();
-                    let stored = self
+                    let (stored_model, stored_dim) = self
                         .read(db::vector_model)?
-                        .unwrap_or((model.clone(), index.dim()));
-                    check_model(self.data_dir(), &stored, &model, None)?;
+                        .unwrap_or_else(|| ("unknown".to_owned(), index.dim()));
                     return Err(Error::DimensionMismatch {
                         data_dir: self.data_dir().display().to_string(),
-                        stored_dim: stored.1,
-                        stored_model: stored.0,
-                        model,
+                        stored_dim,
+                        stored_model,
+                        model: self.embeddings().map_or("?", |e| e.model()).to_owned(),
                         got: format!("returns {}-dimension vectors", v.len()),
                     });
                 }

@@ -29,24 +29,28 @@ async fn the_sample_base_imports_and_answers_with_question_and_answer() {
         .await
         .unwrap();
     assert_eq!(hits[0].id, "self-injury");
-    assert_eq!(hits[0].title, "孩子有自伤行为（打头、咬手），该怎么办？");
+    assert_eq!(
+        hits[0].title,
+        "孩子有自伤行为（撞头、打头、咬手），该怎么办？"
+    );
     assert!(
         hits[0]
             .answer
             .as_deref()
             .unwrap()
-            .starts_with("首先保证孩子安全")
+            .contains("首先保证孩子安全")
     );
     assert!(hits[0].text.is_empty());
     assert!(hits[0].source.contains("不能替代专业诊断"));
     assert!(
-        hits[0].score > 0.5 && hits[0].score <= 1.0,
+        hits[0].score > 0.25 && hits[0].score <= 1.0,
         "{}",
         hits[0].score
     );
+    // Full text alone: scores fall with the BM25 rank.
     assert!(
-        hits.windows(2)
-            .all(|w| w[0].score >= w[1].score || w[1].score <= 1.0)
+        hits.windows(2).all(|w| w[0].score >= w[1].score),
+        "{hits:?}"
     );
 }
 

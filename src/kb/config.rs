@@ -190,7 +190,7 @@ impl Default for SearchConfig {
     fn default() -> Self {
         Self {
             top_k: 3,
-            min_score: 0.2,
+            min_score: 0.15,
             max_context_chars: 4000,
             rrf_k: 60.0,
             candidates: 50,

@@ -58,8 +58,9 @@ pub struct Entry {
 pub struct Match {
     /// SQLite rowid.
     pub rowid: i64,
-    /// BM25 divided by the sum of the IDFs of the query terms the index knows, capped at 1:
-    /// about 1 when every known query term occurs once in a text of average length.
+    /// BM25 divided by the sum of the IDFs of all query words, capped at 1: about 1 when
+    /// every query word occurs once in a text of average length, lower for each word
+    /// missing (rare words weigh more; words the base never saw weigh the most).
     pub score: f32,
 }
 
@@ -231,11 +232,12 @@ impl FullText {
         for word in &terms {
             let text_term = Term::from_field_text(self.fields.text, word);
             let doc_freq = searcher.doc_freq(&text_term).map_err(ft)?;
+            // A word the base has never seen still counts in the denominator: a hit
+            // that matches only the common words of a question is a weak hit.
+            idf_sum += idf(doc_freq, total);
             if doc_freq == 0 {
-                // A word the base has never seen is no evidence either way.
                 continue;
             }
-            idf_sum += idf(doc_freq, total);
             let title_term = Term::from_field_text(self.fields.title, word);
             clauses.push((
                 Occur::Should,

@@ -253,6 +253,11 @@ impl Store {
         self.current_vectors()
     }
 
+    /// The vector index, reloaded first if SQLite has moved on (for benchmarks and diagnostics).
+    pub fn vector_index(&self) -> Result<Arc<VectorIndex>, Error> {
+        self.vectors()
+    }
+
     /// The loaded vector index, without checking for changes.
     pub(crate) fn current_vectors(&self) -> Result<Arc<VectorIndex>, Error> {
         self.inner

@@ -123,6 +123,31 @@ impl VectorIndex {
             .collect()
     }
 
+    /// The exact `limit` nearest rows, scanning every vector (the reference the two-step
+    /// scan is measured against).
+    pub fn search_exact(&self, query: &[f32], limit: usize) -> Vec<Match> {
+        if self.is_empty() || limit == 0 || query.len() != self.dim {
+            return Vec::new();
+        }
+        let query = Self::normalized(query);
+        let mut scored: Vec<(f32, usize)> = (0..self.len())
+            .map(|i| (dot(&query, self.row(i)), i))
+            .collect();
+        top(&mut scored, limit);
+        scored
+            .into_iter()
+            .map(|(score, i)| Match {
+                rowid: self.rowids[i],
+                score,
+            })
+            .collect()
+    }
+
+    /// Whether searches use the binary-code prefilter (large indexes) or scan exactly.
+    pub fn is_quantized(&self) -> bool {
+        !self.codes.is_empty()
+    }
+
     /// Normalizes a query the way stored rows are normalized.
     pub fn normalized(query: &[f32]) -> Vec<f32> {
         let mut query = query.to_vec();

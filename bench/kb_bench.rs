@@ -9,12 +9,14 @@
 //! 2. Imports them into a fresh store without embeddings: chunks per second.
 //! 3. Runs `--queries` full-text searches (top 5): p50 / p99.
 //! 4. Imports the same files into a second store with an in-process embedder
-//!    (hashed character bigrams, `--dim` dimensions; no HTTP), then runs hybrid
+//!    (dense random projection of character bigrams, `--dim` dimensions; no HTTP), then runs hybrid
 //!    searches with the query vector given: p50 / p99, plus the recall@10 of the
 //!    vector index against an exact scan.
 //!
 //! Results go to stdout as Markdown rows for BENCHMARKS.md.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -110,31 +112,46 @@ fn generate(dir: &Path, chunks: usize, words: &[String]) -> Vec<String> {
     samples
 }
 
-/// An in-process embedder: hashed character bigrams with ±1 signs.
+/// An in-process embedder producing dense vectors like real embedding models do:
+/// the sum of a fixed pseudo-random dense vector per character bigram (a random
+/// projection of the bag of bigrams), so texts sharing words get similar vectors.
 #[derive(Debug)]
 struct LocalEmbedder {
     dim: usize,
 }
 
+/// The dense random vector of one bigram (uniform in -1..1, seeded by the bigram).
+fn bigram_vector(a: char, b: char, dim: usize) -> Vec<f32> {
+    let mut rng = Lcg(((a as u64) << 32) ^ (b as u64) ^ 0x9e37_79b9_7f4a_7c15);
+    (0..dim)
+        .map(|_| rng.next() as f32 / (1u64 << 30) as f32 - 1.0)
+        .collect()
+}
+
 fn fake_vector(text: &str, dim: usize) -> Vec<f32> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<HashMap<(char, char), Vec<f32>>> = RefCell::new(HashMap::new());
+    }
     let chars: Vec<char> = text.chars().filter(|c| c.is_alphanumeric()).collect();
     let mut v = vec![0.0f32; dim];
-    for pair in chars.windows(2) {
-        let mut h: u64 = 1469598103934665603;
-        for c in pair {
-            h ^= *c as u64;
-            h = h.wrapping_mul(1099511628211);
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        for pair in chars.windows(2) {
+            let basis = cache
+                .entry((pair[0], pair[1]))
+                .or_insert_with(|| bigram_vector(pair[0], pair[1], dim));
+            for (x, y) in v.iter_mut().zip(basis.iter()) {
+                *x += y;
+            }
         }
-        let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
-        v[(h % dim as u64) as usize] += sign;
-    }
+    });
     v
 }
 
 #[async_trait]
 impl Provide for LocalEmbedder {
     fn model(&self) -> &str {
-        "local-bigram-hash"
+        "local-bigram-projection"
     }
 
     async fn embed_batch(&self, texts: &[String], _: Purpose) -> Result<Vec<Vec<f32>>, Failure> {

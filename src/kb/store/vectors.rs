@@ -15,9 +15,9 @@ use std::collections::HashMap;
 /// Matrices up to this many floats (16 MB) are scanned exactly.
 pub const EXACT_LIMIT: usize = 4 * 1024 * 1024;
 /// How many binary-code candidates per wanted hit are rescored exactly.
-pub const OVERSAMPLE: usize = 20;
+pub const OVERSAMPLE: usize = 40;
 /// Never rescore fewer candidates than this.
-const MIN_CANDIDATES: usize = 400;
+const MIN_CANDIDATES: usize = 1000;
 
 /// All vectors of the store, normalized to unit length.
 #[derive(Debug, Default)]

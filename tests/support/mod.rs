@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod embed_server;
+pub mod kb;
 pub mod upstream;
 
 use std::time::Duration;

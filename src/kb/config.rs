@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::SearchParams;
+use crate::secret::Secret;
 
 /// Knowledge-base settings. Every key has a default, so an empty `[kb]` table works.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +66,9 @@ impl KbConfig {
             return;
         }
         if embeddings.api_key.is_none() {
-            embeddings.api_key = var("MINIMAX_API_KEY").filter(|v| !v.is_empty());
+            embeddings.api_key = var("MINIMAX_API_KEY")
+                .filter(|v| !v.is_empty())
+                .map(Secret::new);
         }
         if embeddings.group_id.is_none() {
             embeddings.group_id = var("MINIMAX_GROUP_ID").filter(|v| !v.is_empty());
@@ -104,7 +107,7 @@ pub struct EmbeddingsConfig {
     /// API root, e.g. `https://api.openai.com/v1`; defaults per provider.
     pub base_url: Option<String>,
     /// Bearer token; never logged (the Debug impl masks it).
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// Model name; defaults to `text-embedding-3-small` (openai) or `embo-01` (minimax).
     pub model: Option<String>,
     /// MiniMax group id, sent as the `GroupId` query parameter.
@@ -231,7 +234,10 @@ mod tests {
             "MINIMAX_GROUP_ID" => Some("g".into()),
             _ => None,
         });
-        assert_eq!(cfg.embeddings.api_key.as_deref(), Some("k"));
+        assert_eq!(
+            cfg.embeddings.api_key.as_ref().map(Secret::expose),
+            Some("k")
+        );
         assert_eq!(cfg.embeddings.group_id.as_deref(), Some("g"));
     }
 
@@ -240,7 +246,10 @@ mod tests {
         let mut cfg: KbConfig =
             toml::from_str("[embeddings]\nprovider = \"minimax\"\napi_key = \"mine\"\n").unwrap();
         cfg.apply_env_from(|_| Some("env".into()));
-        assert_eq!(cfg.embeddings.api_key.as_deref(), Some("mine"));
+        assert_eq!(
+            cfg.embeddings.api_key.as_ref().map(Secret::expose),
+            Some("mine")
+        );
         assert_eq!(cfg.embeddings.group_id.as_deref(), Some("env"));
     }
 }

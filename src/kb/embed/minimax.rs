@@ -53,7 +53,8 @@ impl MiniMax {
     pub fn new(client: reqwest::Client, cfg: &EmbeddingsConfig) -> Result<Self, Error> {
         let api_key = cfg
             .api_key
-            .clone()
+            .as_ref()
+            .map(|k| k.expose().to_owned())
             .filter(|k| !k.is_empty())
             .ok_or_else(|| {
                 Error::Config(

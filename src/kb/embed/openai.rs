@@ -48,7 +48,11 @@ impl OpenAi {
         Ok(Self {
             client,
             url: format!("{}/embeddings", base.trim_end_matches('/')),
-            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
+            api_key: cfg
+                .api_key
+                .as_ref()
+                .map(|k| k.expose().to_owned())
+                .filter(|k| !k.is_empty()),
             model: cfg
                 .model
                 .clone()

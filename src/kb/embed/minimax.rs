@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Failure, Provide, Purpose, excerpt, is_transient, retry_after};
+use super::{Failure, Provide, Purpose, parse_body, retry_after, status_failure};
 use crate::kb::Error;
 use crate::kb::config::EmbeddingsConfig;
 
@@ -154,23 +154,9 @@ impl Provide for MiniMax {
         let wait = retry_after(response.headers());
         let body = response.text().await.map_err(Failure::from_reqwest)?;
         if !status.is_success() {
-            let message = format!("{} returned {status}: {}", self.url, excerpt(&body));
-            return Err(if is_transient(status) {
-                Failure::Transient {
-                    message,
-                    retry_after: wait,
-                }
-            } else {
-                Failure::Fatal(message)
-            });
+            return Err(status_failure(&self.url, status, &body, "", wait));
         }
-        let parsed: Response = serde_json::from_str(&body).map_err(|err| {
-            Failure::Fatal(format!(
-                "{} answered with an unexpected body ({err}): {}",
-                self.url,
-                excerpt(&body)
-            ))
-        })?;
+        let parsed: Response = parse_body(&self.url, &body)?;
         let code = parsed.base_resp.status_code;
         if code != 0 {
             let hint = match code {

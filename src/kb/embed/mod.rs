@@ -229,6 +229,38 @@ pub(crate) fn excerpt(body: &str) -> String {
 }
 
 /// Whether an HTTP status is worth retrying.
+/// The failure for a non-success HTTP answer: transient or fatal by status.
+pub(crate) fn status_failure(
+    url: &str,
+    status: reqwest::StatusCode,
+    body: &str,
+    hint: &str,
+    retry_after: Option<Duration>,
+) -> Failure {
+    let message = format!("{url} returned {status}: {}{hint}", excerpt(body));
+    if is_transient(status) {
+        Failure::Transient {
+            message,
+            retry_after,
+        }
+    } else {
+        Failure::Fatal(message)
+    }
+}
+
+/// Parses a success body, naming the endpoint and quoting the body if it does not fit.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    url: &str,
+    body: &str,
+) -> Result<T, Failure> {
+    serde_json::from_str(body).map_err(|err| {
+        Failure::Fatal(format!(
+            "{url} answered with an unexpected body ({err}): {}",
+            excerpt(body)
+        ))
+    })
+}
+
 pub(crate) fn is_transient(status: reqwest::StatusCode) -> bool {
     status == reqwest::StatusCode::TOO_MANY_REQUESTS
         || status == reqwest::StatusCode::REQUEST_TIMEOUT

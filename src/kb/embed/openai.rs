@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{Failure, Provide, Purpose, excerpt, is_transient, retry_after};
+use super::{Failure, Provide, Purpose, parse_body, retry_after, status_failure};
 use crate::kb::Error;
 use crate::kb::config::EmbeddingsConfig;
 
@@ -122,23 +122,9 @@ impl Provide for OpenAi {
                 StatusCode::NOT_FOUND => "; check `embeddings.base_url` and `embeddings.model`",
                 _ => "",
             };
-            let message = format!("{} returned {status}: {}{hint}", self.url, excerpt(&body));
-            return Err(if is_transient(status) {
-                Failure::Transient {
-                    message,
-                    retry_after: wait,
-                }
-            } else {
-                Failure::Fatal(message)
-            });
+            return Err(status_failure(&self.url, status, &body, hint, wait));
         }
-        let parsed: Response = serde_json::from_str(&body).map_err(|err| {
-            Failure::Fatal(format!(
-                "{} answered with an unexpected body ({err}): {}",
-                self.url,
-                excerpt(&body)
-            ))
-        })?;
+        let parsed: Response = parse_body(&self.url, &body)?;
         let mut data = parsed.data;
         data.sort_by_key(|d| d.index);
         if data.iter().enumerate().any(|(i, d)| d.index != i) {

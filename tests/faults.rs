@@ -345,3 +345,23 @@ async fn a_disconnect_during_the_answer_after_a_tool_call_leaves_nothing_running
         tasks()
     );
 }
+
+#[tokio::test]
+async fn the_idle_timeout_counts_from_the_last_chunk_not_the_first() {
+    let upstream = Upstream::start(vec![
+        Reply::answer(&["一", "二", "三", "四", "五"]).paced(Duration::from_millis(250)),
+    ])
+    .await;
+    let mut raw = config(&upstream.base_url);
+    raw.llm.idle_timeout_ms = 600;
+    let server = start(raw).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(
+        answer(&events),
+        "一二三四五",
+        "1.5 s in all, but never 600 ms of silence"
+    );
+    assert_eq!(last(&events).event, "done");
+}

@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use tokio::time::{Instant, timeout};
+use std::pin::Pin;
+
+use tokio::time::{Instant, Sleep, timeout};
 
 use super::settings::{Secret, Settings};
 use super::sse::Decoder;
@@ -256,6 +258,8 @@ impl Client {
             decoder: Decoder::new(),
             state: TurnState::default(),
             idle_timeout: self.settings.idle_timeout,
+            idle: Box::pin(tokio::time::sleep(self.settings.idle_timeout)),
+            last_read: Instant::now(),
             done: first.is_none(),
         };
         if let Some(bytes) = first {
@@ -348,6 +352,10 @@ pub struct TurnStream {
     state: TurnState,
     /// The longest allowed silence between chunks.
     idle_timeout: Duration,
+    /// Fires at the earliest moment the stream could have been idle too long.
+    idle: Pin<Box<Sleep>>,
+    /// When bytes last arrived.
+    last_read: Instant,
     /// `[DONE]` or end of body was seen.
     done: bool,
 }
@@ -364,15 +372,39 @@ impl TurnStream {
             if self.done {
                 return Ok(false);
             }
-            match timeout(self.idle_timeout, self.response.chunk()).await {
-                Err(_) => return Err(Error::IdleTimeout(self.idle_timeout)),
-                Ok(Err(err)) => return Err(Error::Interrupted(error_chain(&err))),
-                Ok(Ok(Some(bytes))) => self.decoder.feed(&bytes),
-                Ok(Ok(None)) => {
+            match self.read().await? {
+                Some(bytes) => self.decoder.feed(&bytes),
+                None => {
                     self.done = true;
                     if let Some(frame) = self.decoder.finish() {
                         apply_frame(&mut self.state, frame.event, frame.data, out)?;
                     }
+                }
+            }
+        }
+    }
+
+    /// Reads the next body bytes, failing after `idle_timeout` of silence.
+    ///
+    /// The idle timer is one `Sleep` for the whole turn, pushed forward only
+    /// when it fires early: a `timeout()` per read would insert and remove a
+    /// timer-wheel entry for every chunk.
+    async fn read(&mut self) -> Result<Option<Bytes>, Error> {
+        let read = self.response.chunk();
+        tokio::pin!(read);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut read => {
+                    self.last_read = Instant::now();
+                    return result.map_err(|err| Error::Interrupted(error_chain(&err)));
+                }
+                () = self.idle.as_mut() => {
+                    let deadline = self.last_read + self.idle_timeout;
+                    if Instant::now() >= deadline {
+                        return Err(Error::IdleTimeout(self.idle_timeout));
+                    }
+                    self.idle.as_mut().reset(deadline);
                 }
             }
         }

@@ -25,8 +25,12 @@ pin_project! {
     pub struct Guarded<S> {
         #[pin]
         inner: S,
-        // Resolves when shutdown starts.
+        // The shutdown token, checked with one atomic load per pending poll.
+        token: CancellationToken,
+        // Registers this stream's waker for the shutdown; polled once.
         shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+        // The waker is registered with `shutdown`.
+        watching: bool,
         // How long a running stream may go on after shutdown starts.
         grace: Duration,
         // Set when shutdown starts.
@@ -64,7 +68,9 @@ impl<S> Guarded<S> {
         metrics::gauge!(telemetry::ACTIVE_STREAMS).increment(1.0);
         Self {
             inner,
-            shutdown: Box::pin(shutdown.cancelled_owned()),
+            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
+            token: shutdown,
+            watching: false,
             grace,
             deadline: None,
             started: Instant::now(),
@@ -110,8 +116,19 @@ impl<S: Stream<Item = Event>> Stream for Guarded<S> {
             }
             Poll::Pending => {}
         }
-        if this.deadline.is_none() && this.shutdown.as_mut().poll(cx).is_ready() {
-            *this.deadline = Some(Box::pin(tokio::time::sleep(*this.grace)));
+        if this.deadline.is_none() {
+            // Polling the token's future takes a lock; once registered, the
+            // waker stays registered (a body is always polled by its
+            // connection's task), so later polls only load the flag.
+            let cancelled = if *this.watching {
+                this.token.is_cancelled()
+            } else {
+                *this.watching = true;
+                this.shutdown.as_mut().poll(cx).is_ready()
+            };
+            if cancelled {
+                *this.deadline = Some(Box::pin(tokio::time::sleep(*this.grace)));
+            }
         }
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {

@@ -94,7 +94,7 @@ async fn chat(
     State(app): State<AppState>,
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
-    let events = sse::EventStream::new(answer(&app, body)?);
+    let events = sse::EventStream::new(answer(&app, body).await?);
     Ok(streaming("text/event-stream", Body::from_stream(events)))
 }
 
@@ -103,7 +103,9 @@ async fn python(
     State(app): State<AppState>,
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
-    let chunks = answer(&app, body)?.filter_map(|e| std::future::ready(wire::to_text(e)));
+    let chunks = answer(&app, body)
+        .await?
+        .filter_map(|e| std::future::ready(wire::to_text(e)));
     Ok(streaming(
         "text/plain; charset=utf-8",
         Body::from_stream(chunks),
@@ -127,8 +129,20 @@ fn streaming(content_type: &'static str, body: Body) -> Response {
         .into_response()
 }
 
+/// How long a handler waits for an answer's first event before it sends the
+/// response head anyway.
+const FIRST_EVENT_WAIT: Duration = Duration::from_secs(1);
+
 /// Checks the body, takes a stream slot, and starts the answer.
-fn answer(app: &AppState, body: ChatBody) -> Result<impl Stream<Item = Event> + use<>, ApiError> {
+///
+/// The answer is polled until its first event (or [`FIRST_EVENT_WAIT`])
+/// before the response head goes out: the model request is then on its way
+/// before ragstream writes anything, and the head and the first event leave
+/// in one write.
+async fn answer(
+    app: &AppState,
+    body: ChatBody,
+) -> Result<impl Stream<Item = Event> + use<>, ApiError> {
     let conversation = body.into_conversation(&app.limits)?;
     if app.shutdown.is_cancelled() {
         return Err(ApiError::unavailable(
@@ -142,13 +156,17 @@ fn answer(app: &AppState, body: ChatBody) -> Result<impl Stream<Item = Event> + 
             "too many answers are streaming right now (server.max_streams); retry in a moment",
         )
     })?;
-    let events = app.engine.answer(conversation);
-    Ok(Guarded::new(
-        events,
+    let mut events = Box::pin(Guarded::new(
+        app.engine.answer(conversation),
         permit,
         app.shutdown.clone(),
         app.grace,
-    ))
+    ));
+    let first = tokio::time::timeout(FIRST_EVENT_WAIT, events.next())
+        .await
+        .ok()
+        .flatten();
+    Ok(futures::stream::iter(first).chain(events))
 }
 
 /// Query of `GET /api/kb/search`.

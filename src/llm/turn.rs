@@ -46,10 +46,6 @@ pub enum TurnError {
 
 /// What a `data:` payload holds.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a chunk lives on the stack for one call; boxing it would add the allocation its layout avoids"
-)]
 pub enum Payload {
     /// A chunk to apply.
     Chunk(Chunk),
@@ -94,7 +90,12 @@ impl TurnState {
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
-        let Some(choice) = chunk.choice else {
+        // Only choice 0 is followed: ragstream never asks for `n > 1`.
+        let Some(choice) = chunk
+            .choices
+            .into_iter()
+            .find(|c| c.index.unwrap_or(0) == 0)
+        else {
             return Ok(());
         };
         if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {

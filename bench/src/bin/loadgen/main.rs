@@ -1,0 +1,323 @@
+//! The load generator and orchestrator. For every case (concurrency × chunk gap) it starts a
+//! fresh scripted upstream and, one after the other, measures three targets against it:
+//! the upstream directly, the minimal relay and ragstream, each a fresh process so that its
+//! peak RSS (VmHWM) belongs to that case alone. It prints a markdown report and writes it to
+//! `--out`.
+//!
+//! ```text
+//! loadgen --upstream-bin B --minrelay-bin B [--ragstream-bin B] [--ragstream-config F]
+//!         [--quick] [--only SUBSTRING] [--out FILE]
+//! ```
+
+mod load;
+mod proc_stats;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use load::{Kind, Load, Sample};
+
+/// One workload, run against every target.
+#[derive(Clone)]
+pub struct Case {
+    /// Short name, e.g. `c100-gap0`.
+    pub name: String,
+    /// Streams in flight at once.
+    pub concurrency: usize,
+    /// Streams to run in all.
+    pub streams: usize,
+    /// Content chunks per answer.
+    pub chunks: usize,
+    /// Milliseconds between two chunks.
+    pub gap_ms: u64,
+    /// `true`: ragstream's tool path over `/api/chat` (ragstream only).
+    pub tool: bool,
+    /// Hard stop for one target's run.
+    pub time_cap: Duration,
+}
+
+/// Who answers the load generator.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Target {
+    Direct,
+    MinRelay,
+    Ragstream,
+}
+
+impl Target {
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::Direct => "upstream (direct)",
+            Target::MinRelay => "minimal relay",
+            Target::Ragstream => "ragstream",
+        }
+    }
+}
+
+/// What one (case, target) run measured.
+pub struct Outcome {
+    pub target: Target,
+    pub samples: Vec<Sample>,
+    /// Streams not started before the time cap.
+    pub unstarted: usize,
+    /// Wall time of the measured run.
+    pub wall: Duration,
+    /// CPU time the relay (or, for `Direct`, nothing) spent during the run.
+    pub relay_cpu: Option<Duration>,
+    /// CPU time the upstream spent during the run.
+    pub upstream_cpu: Duration,
+    /// Peak RSS of the relay process, KiB.
+    pub relay_hwm_kib: Option<u64>,
+    /// Tool-path stamps from the upstream (`/bench/marks`), when the case is a tool case.
+    pub marks: Option<load::Marks>,
+}
+
+/// Command-line settings.
+pub struct Args {
+    upstream_bin: PathBuf,
+    minrelay_bin: PathBuf,
+    ragstream_bin: Option<PathBuf>,
+    ragstream_config: Option<PathBuf>,
+    quick: bool,
+    only: Option<String>,
+    out: Option<PathBuf>,
+    logs: PathBuf,
+}
+
+fn main() {
+    let args = parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build tokio runtime");
+    let cases = plan(args.quick)
+        .into_iter()
+        .filter(|c| args.only.as_ref().is_none_or(|only| c.name.contains(only.as_str())))
+        .collect::<Vec<_>>();
+    std::fs::create_dir_all(&args.logs).expect("create log directory");
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for case in &cases {
+        let mut outcomes = Vec::new();
+        for target in [Target::Direct, Target::MinRelay, Target::Ragstream] {
+            if target == Target::Ragstream && args.ragstream_bin.is_none() {
+                continue;
+            }
+            if case.tool && target != Target::Ragstream {
+                continue;
+            }
+            eprintln!("[{:>5.1}s] {} → {}", started.elapsed().as_secs_f64(), case.name, target.label());
+            let outcome = runtime.block_on(run_one(&args, case, target));
+            eprintln!("         {}", report::one_line(case, &outcome));
+            outcomes.push(outcome);
+        }
+        results.push((case.clone(), outcomes));
+    }
+    let markdown = report::markdown(&args, &results, started.elapsed());
+    println!("{markdown}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &markdown).expect("write report");
+        eprintln!("report written to {}", out.display());
+    }
+}
+
+/// The cases of a run. Every stream carries `chunks` content chunks; 20 ms gaps are a
+/// realistic model, 0 ms gaps leave nothing but the relay's own cost.
+fn plan(quick: bool) -> Vec<Case> {
+    let chunks = if quick { 50 } else { 100 };
+    let cap = Duration::from_secs(if quick { 30 } else { 90 });
+    let case = |concurrency, streams, gap_ms, tool: bool| Case {
+        name: if tool { format!("tool-c{concurrency}") } else { format!("c{concurrency}-gap{gap_ms}") },
+        concurrency,
+        streams,
+        chunks,
+        gap_ms,
+        tool,
+        time_cap: cap,
+    };
+    if quick {
+        vec![
+            case(1, 3, 20, false),
+            case(100, 100, 20, false),
+            case(1000, 1000, 20, false),
+            case(1, 300, 0, false),
+            case(100, 2000, 0, false),
+            case(1000, 2000, 0, false),
+            case(1, 10, 0, true),
+        ]
+    } else {
+        vec![
+            case(1, 10, 20, false),
+            case(100, 300, 20, false),
+            case(1000, 2000, 20, false),
+            case(1, 2000, 0, false),
+            case(100, 10_000, 0, false),
+            case(1000, 10_000, 0, false),
+            case(1, 50, 0, true),
+        ]
+    }
+}
+
+/// Start the processes, warm them up with one stream, measure, stop them.
+async fn run_one(args: &Args, case: &Case, target: Target) -> Outcome {
+    let tag = format!("{}-{:?}", case.name, target).to_lowercase();
+    let upstream_addr = free_addr();
+    let mut upstream_cmd = Command::new(&args.upstream_bin);
+    upstream_cmd.args(["--addr", &upstream_addr.to_string()]);
+    upstream_cmd.args(["--chunks", &case.chunks.to_string(), "--gap-ms", &case.gap_ms.to_string()]);
+    upstream_cmd.args(["--mode", if case.tool { "tool" } else { "direct" }]);
+    let mut upstream = spawn(upstream_cmd, &args.logs.join(format!("{tag}-upstream.log")));
+    wait_ready(upstream_addr, None).await;
+
+    let base_url = format!("http://{upstream_addr}/v1");
+    let (mut relay, addr, kind) = match target {
+        Target::Direct => (None, upstream_addr, Kind::Direct),
+        Target::MinRelay => {
+            let addr = free_addr();
+            let mut cmd = Command::new(&args.minrelay_bin);
+            cmd.args(["--addr", &addr.to_string()]).env("OPENAI_BASE_URL", &base_url);
+            let child = spawn(cmd, &args.logs.join(format!("{tag}-relay.log")));
+            wait_ready(addr, None).await;
+            (Some(child), addr, Kind::Python)
+        }
+        Target::Ragstream => {
+            let addr = free_addr();
+            let bin = args.ragstream_bin.as_ref().expect("ragstream binary");
+            let mut cmd = Command::new(bin);
+            cmd.args(["serve", "--addr", &addr.to_string()]);
+            if case.tool
+                && let Some(config) = &args.ragstream_config
+            {
+                cmd.arg("--config").arg(config);
+            }
+            cmd.env("OPENAI_BASE_URL", &base_url)
+                .env("OPENAI_API_KEY", "bench")
+                .env("OPENAI_MODEL", "bench-model")
+                .env("RUST_LOG", "warn");
+            let child = spawn(cmd, &args.logs.join(format!("{tag}-relay.log")));
+            wait_ready(addr, Some("/healthz")).await;
+            (Some(child), addr, if case.tool { Kind::Chat } else { Kind::Python })
+        }
+    };
+
+    let load = Load { addr, kind, chunks: case.chunks, concurrency: 1, streams: 1, time_cap: case.time_cap };
+    let warm = load::run(&load).await;
+    if warm.samples.iter().any(|s| !s.ok) {
+        let err = warm.samples.iter().find_map(|s| s.error.clone()).unwrap_or_default();
+        eprintln!("         warm-up stream failed: {err}");
+    }
+    if case.tool {
+        load::marks(upstream_addr).await;
+    }
+
+    let relay_pid = relay.as_ref().map(Child::id);
+    let upstream_before = proc_stats::cpu(upstream.id());
+    let relay_before = relay_pid.map(proc_stats::cpu);
+    let load = Load { concurrency: case.concurrency, streams: case.streams, ..load };
+    let run = load::run(&load).await;
+    let upstream_cpu = proc_stats::cpu(upstream.id()).since(&upstream_before);
+    let relay_cpu = relay_pid.zip(relay_before).map(|(pid, before)| proc_stats::cpu(pid).since(&before));
+    let relay_hwm_kib = relay_pid.map(proc_stats::peak_rss_kib);
+    let marks = if case.tool { Some(load::marks(upstream_addr).await) } else { None };
+
+    if let Some(child) = relay.as_mut() {
+        stop(child);
+    }
+    stop(&mut upstream);
+    Outcome {
+        target,
+        samples: run.samples,
+        unstarted: run.unstarted,
+        wall: run.wall,
+        relay_cpu,
+        upstream_cpu,
+        relay_hwm_kib,
+        marks,
+    }
+}
+
+/// A loopback address with a port the kernel just handed out (and we let go of).
+fn free_addr() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe port");
+    probe.local_addr().expect("probe address")
+}
+
+fn spawn(mut cmd: Command, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log).expect("create process log");
+    let err = log.try_clone().expect("clone log handle");
+    cmd.stdin(Stdio::null()).stdout(log).stderr(err);
+    cmd.spawn().unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
+}
+
+/// Wait until `addr` accepts connections (and, with `health`, answers 200 there).
+async fn wait_ready(addr: SocketAddr, health: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let up = match health {
+            None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+            Some(path) => load::get(addr, path).await.is_ok_and(|(status, _)| status == 200),
+        };
+        if up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("nothing answered on {addr} within 20 s: see bench/results/logs");
+}
+
+/// SIGTERM, then SIGKILL if the process has not left within 3 s.
+fn stop(child: &mut Child) {
+    // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        upstream_bin: "bench/target/release/upstream".into(),
+        minrelay_bin: "bench/target/release/minrelay".into(),
+        ragstream_bin: None,
+        ragstream_config: None,
+        quick: false,
+        only: None,
+        out: None,
+        logs: "bench/results/logs".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(key) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage(&format!("`{key}` needs a value")));
+        match key.as_str() {
+            "--upstream-bin" => args.upstream_bin = value().into(),
+            "--minrelay-bin" => args.minrelay_bin = value().into(),
+            "--ragstream-bin" => args.ragstream_bin = Some(value().into()),
+            "--ragstream-config" => args.ragstream_config = Some(value().into()),
+            "--only" => args.only = Some(value()),
+            "--out" => args.out = Some(value().into()),
+            "--logs" => args.logs = value().into(),
+            "--quick" => args.quick = true,
+            _ => usage(&format!("unknown option {key}")),
+        }
+    }
+    args
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("loadgen: {problem}");
+    eprintln!(
+        "usage: loadgen [--upstream-bin B] [--minrelay-bin B] [--ragstream-bin B] \
+         [--ragstream-config F] [--quick] [--only NAME] [--out FILE] [--logs DIR]"
+    );
+    std::process::exit(2)
+}

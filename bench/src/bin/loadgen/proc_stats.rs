@@ -1,0 +1,47 @@
+//! CPU time and peak RSS of a process, read from `/proc`.
+//!
+//! CPU comes from each thread's `/proc/PID/task/TID/schedstat` (nanoseconds on CPU), not from
+//! `/proc/PID/stat`, whose 10 ms ticks are too coarse for a one-stream run. A thread that
+//! exits during the run loses its share, so the figure errs low, never high; the servers
+//! measured here keep their worker threads for their whole life.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Nanoseconds on CPU, per thread id, at one moment.
+pub struct CpuSnapshot(HashMap<u32, u64>);
+
+impl CpuSnapshot {
+    /// CPU time spent since `before`, by the threads alive now.
+    pub fn since(&self, before: &CpuSnapshot) -> Duration {
+        let ns: u64 = self
+            .0
+            .iter()
+            .map(|(tid, now)| now.saturating_sub(before.0.get(tid).copied().unwrap_or(0)))
+            .sum();
+        Duration::from_nanos(ns)
+    }
+}
+
+pub fn cpu(pid: u32) -> CpuSnapshot {
+    let mut threads = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return CpuSnapshot(threads) };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        if let Some(ns) = stat.split_whitespace().next().and_then(|f| f.parse().ok()) {
+            threads.insert(tid, ns);
+        }
+    }
+    CpuSnapshot(threads)
+}
+
+/// `VmHWM` of `/proc/PID/status`: the peak resident set size, KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -1,3 +1,18 @@
 //! ragstream: a stream-first chat server with function calling over a knowledge base.
+//!
+//! - [`llm`]: the OpenAI-compatible streaming client (SSE, chunks, tool calls).
+//! - [`engine`]: the turn loop, turning a conversation into typed [`engine::Event`]s.
+//! - [`tools`]: configured tools the model may call.
+//! - [`kb`]: knowledge-base stores behind the [`kb::KnowledgeBase`] trait.
+//! - [`server`]: the HTTP routes and their wire formats.
+//! - [`config`], [`app`], [`cli`], [`shutdown`]: loading, wiring, commands, signals.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod engine;
 pub mod kb;
+pub mod llm;
+pub mod server;
+pub mod shutdown;
+pub mod tools;

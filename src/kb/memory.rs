@@ -161,7 +161,10 @@ mod tests {
         let store = MemoryStore::parse(BASE, "base.jsonl").unwrap();
         let hits = store.rank("孩子总是自伤，怎么办", &SearchParams::default());
         assert_eq!(hits[0].id, "self-injury");
-        assert_eq!(hits[0].answer.as_deref(), Some("先保证安全，再找出行为的功能。"));
+        assert_eq!(
+            hits[0].answer.as_deref(),
+            Some("先保证安全，再找出行为的功能。")
+        );
         assert_eq!(hits[0].source, "base.jsonl");
         assert!(hits[0].score > hits.get(1).map_or(0.0, |h| h.score));
     }
@@ -184,13 +187,20 @@ mod tests {
     #[test]
     fn unrelated_queries_find_nothing() {
         let store = MemoryStore::parse(BASE, "base.jsonl").unwrap();
-        assert!(store.rank("weather in Paris", &SearchParams::default()).is_empty());
+        assert!(
+            store
+                .rank("weather in Paris", &SearchParams::default())
+                .is_empty()
+        );
     }
 
     #[test]
     fn a_bad_line_is_reported_with_its_number() {
-        let err = MemoryStore::parse("{\"question\":\"q\",\"answer\":\"a\"}\nnot json\n", "kb.jsonl")
-            .unwrap_err();
+        let err = MemoryStore::parse(
+            "{\"question\":\"q\",\"answer\":\"a\"}\nnot json\n",
+            "kb.jsonl",
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("kb.jsonl:2: expected"), "{err}");
     }
 }

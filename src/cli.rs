@@ -1,0 +1,173 @@
+//! Command-line interface: `serve`, `ask`, `check-config`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+
+use crate::config::{Config, RawConfig};
+use crate::engine::Event;
+use crate::llm::{Message, Role};
+
+/// Stream-first chat server with function calling over a knowledge base.
+///
+/// Reads `.env` from the working directory, then the config file, then
+/// environment variables (OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL and
+/// RAGSTREAM_SECTION__KEY, e.g. RAGSTREAM_LLM__DIALECT=functions).
+#[derive(Debug, Parser)]
+#[command(name = "ragstream", version, about, long_about)]
+pub struct Cli {
+    /// TOML config file (default: ./ragstream.toml if it exists).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "RAGSTREAM_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (POST /api/chat, POST /api/python, GET /healthz).
+    Serve {
+        /// Listen address, overriding server.addr.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+    },
+    /// Answer one question: the answer on stdout, status and sources on stderr.
+    Ask {
+        /// The question.
+        question: String,
+    },
+    /// Print the effective configuration (secrets masked) and what is wrong with it.
+    CheckConfig,
+}
+
+impl Cli {
+    /// The config file to read: `--config`, else `./ragstream.toml` if present.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let default = PathBuf::from("ragstream.toml");
+            default.is_file().then_some(default)
+        })
+    }
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let path = cli.config_path();
+    match cli.command {
+        Command::CheckConfig => check_config(path),
+        Command::Serve { addr } => {
+            let mut raw = RawConfig::load(path.as_deref())?;
+            if let Some(addr) = addr {
+                raw.server.addr = addr;
+            }
+            let config = raw.lift()?;
+            warn_about(&config);
+            let listener = crate::app::bind(&config).await?;
+            let local = listener.local_addr().context("reading the bound address")?;
+            tracing::info!(addr = %local, model = config.llm.as_ref().map(|l| l.model.as_str()).unwrap_or("none (retrieval only)"), "ragstream listening");
+            eprintln!("ragstream listening on http://{local}");
+            crate::app::serve(&config, listener, crate::shutdown::on_signal()).await?;
+            Ok(0)
+        }
+        Command::Ask { question } => ask(path, question).await,
+    }
+}
+
+fn warn_about(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<i32> {
+    let raw = match RawConfig::load(path.as_deref()) {
+        Ok(raw) => raw,
+        Err(err) => {
+            println!("{err}");
+            return Ok(1);
+        }
+    };
+    match &path {
+        Some(path) => println!("# config file: {}", path.display()),
+        None => println!("# no config file: defaults and environment only"),
+    }
+    println!(
+        "{}",
+        toml::to_string_pretty(&raw).context("rendering the config")?
+    );
+    match raw.lift() {
+        Ok(config) => {
+            for warning in &config.warnings {
+                println!("warning: {warning}");
+            }
+            println!("ok: the configuration is valid");
+            Ok(0)
+        }
+        Err(err) => {
+            println!("error: {err}");
+            Ok(1)
+        }
+    }
+}
+
+async fn ask(path: Option<PathBuf>, question: String) -> anyhow::Result<i32> {
+    let config = Config::load(path.as_deref())?;
+    warn_about(&config);
+    let engine = crate::app::engine(&config)?;
+    let mut events = std::pin::pin!(engine.answer(vec![Message::text(Role::User, question)]));
+    let mut stdout = std::io::stdout();
+    let mut code = 0;
+    while let Some(event) = events.next().await {
+        match event {
+            Event::Delta(text) => {
+                stdout.write_all(text.as_bytes())?;
+                stdout.flush()?;
+            }
+            Event::Reasoning(_) | Event::ToolCall { .. } => {}
+            Event::Status { message, .. } => eprintln!("[{message}]"),
+            Event::ToolResult {
+                name,
+                error: Some(error),
+                ..
+            } => eprintln!("[{name} failed: {error}]"),
+            Event::ToolResult { .. } => {}
+            Event::Sources(sources) => {
+                for s in sources {
+                    eprintln!("[{}] {} ({}, score {:.3})", s.n, s.title, s.source, s.score);
+                }
+            }
+            Event::Error {
+                code: kind,
+                message,
+            } => {
+                eprintln!("\nerror ({kind}): {message}");
+                code = 1;
+            }
+            Event::Done { .. } => println!(),
+        }
+    }
+    Ok(code)
+}

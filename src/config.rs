@@ -1,0 +1,573 @@
+//! Configuration: a TOML file, overridden by environment variables, lifted
+//! once into a validated [`Config`].
+//!
+//! Precedence, lowest first: built-in defaults, the `--config` file,
+//! `RAGSTREAM_SECTION__KEY` variables (e.g. `RAGSTREAM_LLM__DIALECT=functions`),
+//! then `OPENAI_BASE_URL`, `OPENAI_API_KEY` and `OPENAI_MODEL`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::kb::SearchParams;
+use crate::llm::{Backoff, Dialect, Secret, Settings};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file or an environment variable does not parse.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// The values parse but contradict each other or are out of range.
+    #[error("configuration has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// The configuration as written: every field optional or defaulted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// HTTP server settings.
+    pub server: RawServer,
+    /// Model provider settings.
+    pub llm: RawLlm,
+    /// Prompts and the tool loop.
+    pub chat: RawChat,
+    /// Tools offered to the model.
+    pub tools: Vec<RawTool>,
+    /// Knowledge base.
+    pub kb: RawKb,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Listen address.
+    pub addr: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most messages in one request.
+    pub max_messages: usize,
+    /// Longest accepted message, in characters.
+    pub max_message_chars: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:5328".into(),
+            max_body_bytes: 1024 * 1024,
+            max_messages: 100,
+            max_message_chars: 32_000,
+        }
+    }
+}
+
+/// `[llm]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLlm {
+    /// Base URL; with neither this nor a key, no model is used.
+    pub base_url: Option<String>,
+    /// API key (`OPENAI_API_KEY`).
+    pub api_key: Option<Secret>,
+    /// Model name.
+    pub model: String,
+    /// `tools` or `functions`.
+    pub dialect: Dialect,
+    /// Temperature of the first turn.
+    pub temperature: Option<f32>,
+    /// Request usage in the last chunk.
+    pub include_usage: bool,
+    /// TCP connect timeout, ms.
+    pub connect_timeout_ms: u64,
+    /// Request to first byte, ms.
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence between chunks, ms.
+    pub idle_timeout_ms: u64,
+    /// Retries before the first byte.
+    pub retries: u32,
+    /// First retry delay, ms.
+    pub backoff_ms: u64,
+    /// Longest retry delay (and `Retry-After` cap), ms.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RawLlm {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            api_key: None,
+            model: "gpt-4o-mini".into(),
+            dialect: Dialect::Tools,
+            temperature: None,
+            include_usage: false,
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            retries: 2,
+            backoff_ms: 250,
+            max_backoff_ms: 5_000,
+        }
+    }
+}
+
+/// How the answer after a tool call is produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerMode {
+    /// Send the tool calls and `tool` messages back: the model sees the whole conversation.
+    #[default]
+    ToolMessage,
+    /// The classic way: one new user message from `answer_prompt`.
+    PromptTemplate,
+}
+
+/// `[chat]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawChat {
+    /// System prompt put before the conversation.
+    pub system_prompt: Option<String>,
+    /// `tool_message` or `prompt_template`.
+    pub answer_mode: AnswerMode,
+    /// Template with `{question}` and `{background}` (prompt_template mode).
+    pub answer_prompt: String,
+    /// Model for the calls after a tool call; defaults to `llm.model`.
+    pub answer_model: Option<String>,
+    /// Temperature for the calls after a tool call.
+    pub answer_temperature: Option<f32>,
+    /// Most model calls per answer in the tool loop.
+    pub max_steps: u32,
+    /// Heading of answers given without a model.
+    pub retrieval_only_label: String,
+    /// Answer when no model is configured and nothing relevant is found.
+    pub no_match_message: String,
+}
+
+impl Default for RawChat {
+    fn default() -> Self {
+        Self {
+            system_prompt: None,
+            answer_mode: AnswerMode::ToolMessage,
+            answer_prompt: "Answer the user's question using the background information.\n\
+                            Question: {question}\nBackground:\n{background}"
+                .into(),
+            answer_model: None,
+            answer_temperature: None,
+            max_steps: 3,
+            retrieval_only_label: "[Knowledge-base answer: no language model is configured]".into(),
+            no_match_message: "Nothing relevant was found in the knowledge base.".into(),
+        }
+    }
+}
+
+/// One `[[tools]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTool {
+    /// Function name.
+    pub name: String,
+    /// When the model should call it.
+    pub description: String,
+    /// JSON schema of the arguments.
+    #[serde(default = "empty_object_schema")]
+    pub parameters: Value,
+    /// What runs the tool; `knowledge_base` is the one backend today.
+    #[serde(default)]
+    pub backend: Backend,
+    /// The argument that carries the search query.
+    #[serde(default = "default_query_argument")]
+    pub query_argument: String,
+    /// What the client is told while the tool runs.
+    #[serde(default = "default_status")]
+    pub status_message: String,
+}
+
+fn empty_object_schema() -> Value {
+    serde_json::json!({"type": "object", "properties": {}})
+}
+
+fn default_query_argument() -> String {
+    "question".into()
+}
+
+fn default_status() -> String {
+    "searching the knowledge base…".into()
+}
+
+/// Which backend runs a tool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Search the knowledge base.
+    #[default]
+    KnowledgeBase,
+}
+
+/// `[kb]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKb {
+    /// JSONL file of question/answer documents.
+    pub jsonl: Option<PathBuf>,
+    /// Most hits per search.
+    pub top_k: usize,
+    /// Hits below this score are dropped.
+    pub min_score: f32,
+    /// Budget of context characters handed to the model.
+    pub max_context_chars: usize,
+}
+
+impl Default for RawKb {
+    fn default() -> Self {
+        let params = SearchParams::default();
+        Self {
+            jsonl: None,
+            top_k: params.top_k,
+            min_score: 0.1,
+            max_context_chars: params.max_context_chars,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Request limits.
+    pub limits: Limits,
+    /// The model provider; `None` means retrieval-only answers.
+    pub llm: Option<Settings>,
+    /// Prompts and the tool loop.
+    pub chat: RawChat,
+    /// Tools offered to the model.
+    pub tools: Vec<RawTool>,
+    /// Knowledge-base source and search parameters.
+    pub kb: KbSettings,
+    /// The raw form, for `check-config`.
+    pub raw: RawConfig,
+    /// Things that work but deserve a look.
+    pub warnings: Vec<String>,
+}
+
+/// Limits on requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body, bytes.
+    pub max_body_bytes: usize,
+    /// Most messages.
+    pub max_messages: usize,
+    /// Longest message, characters.
+    pub max_message_chars: usize,
+}
+
+/// Where documents come from and how they are searched.
+#[derive(Debug, Clone)]
+pub struct KbSettings {
+    /// JSONL file of question/answer documents, if any.
+    pub jsonl: Option<PathBuf>,
+    /// Search parameters.
+    pub search: SearchParams,
+}
+
+impl RawConfig {
+    /// Loads defaults, then `file`, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Error> {
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Error::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("RAGSTREAM_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        for (var, key) in [
+            ("OPENAI_BASE_URL", "llm.base_url"),
+            ("OPENAI_API_KEY", "llm.api_key"),
+            ("OPENAI_MODEL", "llm.model"),
+        ] {
+            if let Some(value) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+                figment = figment.merge(Serialized::default(key, value.trim()));
+            }
+        }
+        figment
+            .extract()
+            .map_err(|err| Error::Load(err.to_string()))
+    }
+
+    /// Validates and lifts into a [`Config`].
+    pub fn lift(self) -> Result<Config, Error> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let addr = self.server.addr.parse().unwrap_or_else(|_| {
+            problems.push(format!(
+                "server.addr `{}` is not an address like 127.0.0.1:5328",
+                self.server.addr
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 5328))
+        });
+        let llm = self.lift_llm(&mut problems);
+        if llm.is_none() {
+            warnings.push(
+                "no language model is configured (set OPENAI_API_KEY, or llm.base_url for a local server): \
+                 answers come from the knowledge base alone"
+                    .into(),
+            );
+        }
+        self.check_chat(&mut problems);
+        self.check_tools(&mut problems);
+        if let Some(path) = &self.kb.jsonl {
+            if !path.is_file() {
+                problems.push(format!("kb.jsonl: {} is not a file", path.display()));
+            }
+        }
+        let has_kb = self.kb.jsonl.is_some();
+        if !has_kb && !self.tools.is_empty() {
+            problems.push("tools use the knowledge base, but kb.jsonl is not set".into());
+        }
+        if llm.is_none() && !has_kb {
+            problems.push(
+                "there is neither a language model nor a knowledge base: set OPENAI_API_KEY or kb.jsonl".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.kb.min_score) {
+            problems.push(format!(
+                "kb.min_score {} must be between 0 and 1",
+                self.kb.min_score
+            ));
+        }
+        if self.kb.top_k == 0 {
+            problems.push("kb.top_k must be at least 1".into());
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        Ok(Config {
+            addr,
+            limits: Limits {
+                max_body_bytes: self.server.max_body_bytes,
+                max_messages: self.server.max_messages,
+                max_message_chars: self.server.max_message_chars,
+            },
+            llm,
+            chat: self.chat.clone(),
+            tools: self.tools.clone(),
+            kb: KbSettings {
+                jsonl: self.kb.jsonl.clone(),
+                search: SearchParams {
+                    top_k: self.kb.top_k,
+                    min_score: self.kb.min_score,
+                    max_context_chars: self.kb.max_context_chars,
+                },
+            },
+            warnings,
+            raw: self,
+        })
+    }
+
+    fn lift_llm(&self, problems: &mut Vec<String>) -> Option<Settings> {
+        let llm = &self.llm;
+        let key = llm
+            .api_key
+            .clone()
+            .filter(|k| !k.expose().trim().is_empty());
+        let base_url = match (&llm.base_url, &key) {
+            (Some(url), _) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_owned(),
+            (_, Some(_)) => "https://api.openai.com/v1".to_owned(),
+            _ => return None,
+        };
+        match reqwest::Url::parse(&base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => problems.push(format!(
+                "llm.base_url `{base_url}` is not an http(s) URL like https://api.openai.com/v1"
+            )),
+        }
+        if llm.model.trim().is_empty() {
+            problems.push("llm.model is empty: set OPENAI_MODEL or llm.model".into());
+        }
+        for (name, ms) in [
+            ("connect_timeout_ms", llm.connect_timeout_ms),
+            ("first_byte_timeout_ms", llm.first_byte_timeout_ms),
+            ("idle_timeout_ms", llm.idle_timeout_ms),
+        ] {
+            if ms == 0 {
+                problems.push(format!("llm.{name} must be above 0"));
+            }
+        }
+        Some(Settings {
+            base_url,
+            api_key: key,
+            model: llm.model.trim().to_owned(),
+            dialect: llm.dialect,
+            temperature: llm.temperature,
+            include_usage: llm.include_usage,
+            connect_timeout: Duration::from_millis(llm.connect_timeout_ms),
+            first_byte_timeout: Duration::from_millis(llm.first_byte_timeout_ms),
+            idle_timeout: Duration::from_millis(llm.idle_timeout_ms),
+            retries: llm.retries,
+            backoff: Backoff {
+                base: Duration::from_millis(llm.backoff_ms),
+                max: Duration::from_millis(llm.max_backoff_ms.max(llm.backoff_ms)),
+            },
+        })
+    }
+
+    fn check_chat(&self, problems: &mut Vec<String>) {
+        let chat = &self.chat;
+        if chat.max_steps == 0 {
+            problems.push("chat.max_steps must be at least 1".into());
+        }
+        if chat.answer_mode == AnswerMode::PromptTemplate {
+            for slot in ["{question}", "{background}"] {
+                if !chat.answer_prompt.contains(slot) {
+                    problems.push(format!(
+                        "chat.answer_prompt must contain {slot} in prompt_template mode"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn check_tools(&self, problems: &mut Vec<String>) {
+        for (n, tool) in self.tools.iter().enumerate() {
+            let valid_name = !tool.name.is_empty()
+                && tool.name.len() <= 64
+                && tool
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name {
+                problems.push(format!(
+                    "tools[{n}].name `{}` must be 1-64 characters of a-z, A-Z, 0-9, _ or -",
+                    tool.name
+                ));
+            }
+            if self.tools[..n].iter().any(|t| t.name == tool.name) {
+                problems.push(format!("tools[{n}].name `{}` is used twice", tool.name));
+            }
+            if tool.parameters.get("type").and_then(Value::as_str) != Some("object") {
+                problems.push(format!(
+                    "tools[{n}].parameters must be a JSON schema with type = \"object\""
+                ));
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates in one step.
+    pub fn load(file: Option<&Path>) -> Result<Self, Error> {
+        RawConfig::load(file)?.lift()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lift(toml: &str) -> Result<Config, Error> {
+        let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| Error::Load(e.to_string()))?;
+        raw.lift()
+    }
+
+    const KB: &str = "[kb]\njsonl = \"Cargo.toml\"\n";
+
+    #[test]
+    fn a_key_alone_means_openai() {
+        let config = lift(&format!("{KB}[llm]\napi_key = \"sk-test\"\n")).unwrap();
+        let llm = config.llm.unwrap();
+        assert_eq!(llm.base_url, "https://api.openai.com/v1");
+        assert_eq!(llm.api_key.unwrap().expose(), "sk-test");
+    }
+
+    #[test]
+    fn a_base_url_alone_means_a_local_server_without_key() {
+        let config = lift(&format!(
+            "{KB}[llm]\nbase_url = \"http://localhost:11434/v1/\"\n"
+        ))
+        .unwrap();
+        let llm = config.llm.unwrap();
+        assert_eq!(llm.base_url, "http://localhost:11434/v1");
+        assert!(llm.api_key.is_none());
+    }
+
+    #[test]
+    fn no_model_and_a_knowledge_base_is_retrieval_only() {
+        let config = lift(KB).unwrap();
+        assert!(config.llm.is_none());
+        assert!(config.warnings[0].contains("no language model"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = lift(
+            "[llm]\nbase_url = \"ftp://x\"\n[chat]\nmax_steps = 0\nanswer_mode = \"prompt_template\"\nanswer_prompt = \"hi\"\n\
+             [[tools]]\nname = \"bad name\"\ndescription = \"d\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "ftp://x",
+            "max_steps",
+            "{question}",
+            "{background}",
+            "bad name",
+            "kb.jsonl is not set",
+        ] {
+            assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = lift("[llm]\nmodle = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("modle"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/autism.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = lift(&text.replace(
+            "examples/",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/"),
+        ))
+        .unwrap();
+        assert_eq!(
+            config.chat.system_prompt.as_deref(),
+            Some("你是自闭症康复专家")
+        );
+        let tool = &config.tools[0];
+        assert_eq!(tool.name, "autism_expert");
+        assert_eq!(tool.description, "当用户咨询自闭症类问题有用");
+        assert_eq!(tool.parameters["required"], serde_json::json!(["question"]));
+        assert_eq!(
+            tool.parameters["properties"]["question"]["description"],
+            "用户的问题"
+        );
+        assert!(
+            config
+                .chat
+                .answer_prompt
+                .starts_with("根据用户的问题，参考背景信息，输出回答。")
+        );
+    }
+}

@@ -1,0 +1,440 @@
+//! The stream-first turn loop.
+//!
+//! [`Engine::answer`] returns a stream of [`Event`]s that is polled directly
+//! by the HTTP response body: no task, no channel. A direct answer's deltas go
+//! out the moment their chunk is parsed, and when the client goes away the
+//! stream is dropped, which drops the upstream request with it.
+
+pub mod event;
+pub mod prompt;
+
+use std::sync::Arc;
+
+use futures::Stream;
+use futures::future::join_all;
+
+pub use event::{Event, Source, Stage};
+
+use crate::config::{AnswerMode, RawChat};
+use crate::kb::{KnowledgeBase, SearchParams};
+use crate::llm::wire::{Request, WireFunction, WireToolCall};
+use crate::llm::{self, Dialect, Message, Role, ToolCall, Turn, TurnEvent, Usage};
+use crate::tools::{CallResult, Output, Registry};
+
+/// Everything an answer needs; cheap to share.
+pub struct Engine {
+    /// The model provider, or `None` for retrieval-only answers.
+    llm: Option<llm::Client>,
+    /// Tools offered to the model.
+    tools: Registry,
+    /// The store used when no model is configured.
+    kb: Option<Arc<dyn KnowledgeBase>>,
+    /// Prompts and loop settings.
+    chat: RawChat,
+    /// Search parameters (also the context budget for rendering).
+    search: SearchParams,
+}
+
+impl Engine {
+    /// Assembles an engine from its parts.
+    pub fn new(
+        llm: Option<llm::Client>,
+        tools: Registry,
+        kb: Option<Arc<dyn KnowledgeBase>>,
+        chat: RawChat,
+        search: SearchParams,
+    ) -> Self {
+        Self {
+            llm,
+            tools,
+            kb,
+            chat,
+            search,
+        }
+    }
+
+    /// Whether answers come from a model (false: retrieval only).
+    pub fn has_model(&self) -> bool {
+        self.llm.is_some()
+    }
+
+    /// The knowledge base, if one is configured.
+    pub fn knowledge_base(&self) -> Option<&Arc<dyn KnowledgeBase>> {
+        self.kb.as_ref()
+    }
+
+    /// Answers a conversation (user/assistant messages, last one from the
+    /// user). The stream always ends with `Done` or `Error`.
+    pub fn answer(
+        self: &Arc<Self>,
+        conversation: Vec<Message>,
+    ) -> impl Stream<Item = Event> + Send + 'static {
+        let engine = Arc::clone(self);
+        async_stream::stream! {
+            match &engine.llm {
+                None => {
+                    for event in engine.retrieval_only(&conversation).await {
+                        yield event;
+                    }
+                }
+                Some(client) => {
+                    let mut run = Run::new(&engine, client, conversation);
+                    for step in 1..=engine.chat.max_steps {
+                        let last = step == engine.chat.max_steps || run.final_answer;
+                        let request = run.request(last);
+                        let mut turn = match client.open(&request).await {
+                            Ok(turn) => turn,
+                            Err(err) => {
+                                yield model_error(&err);
+                                return;
+                            }
+                        };
+                        run.steps = step;
+                        let mut events = Vec::with_capacity(4);
+                        loop {
+                            match turn.next_events(&mut events).await {
+                                Ok(true) => {
+                                    for event in events.drain(..) {
+                                        yield run.relay(event);
+                                    }
+                                }
+                                Ok(false) => break,
+                                Err(err) => {
+                                    yield model_error(&err);
+                                    return;
+                                }
+                            }
+                        }
+                        let turn = match turn.finish() {
+                            Ok(turn) => turn,
+                            Err(err) => {
+                                yield model_error(&err);
+                                return;
+                            }
+                        };
+                        run.add_usage(turn.usage);
+                        if turn.tool_calls.is_empty() {
+                            yield run.done(turn.finish_reason);
+                            return;
+                        }
+                        if last {
+                            yield Event::Error {
+                                code: "step_limit",
+                                message: format!(
+                                    "the model still called tools after {} steps (chat.max_steps)",
+                                    run.steps
+                                ),
+                            };
+                            return;
+                        }
+                        for call in &turn.tool_calls {
+                            yield Event::ToolCall {
+                                id: call.id.clone(),
+                                name: call.name.clone(),
+                                arguments: call.arguments.clone(),
+                            };
+                        }
+                        let results = join_all(turn.tool_calls.iter().cloned().map(|c| engine.tools.run(c))).await;
+                        for event in run.absorb(turn, &results) {
+                            yield event;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers from the knowledge base alone: the best match, clearly labelled.
+    async fn retrieval_only(&self, conversation: &[Message]) -> Vec<Event> {
+        let question = last_user_text(conversation).unwrap_or_default();
+        let Some(kb) = &self.kb else {
+            return vec![Event::Error {
+                code: "not_configured",
+                message: "no language model and no knowledge base are configured".into(),
+            }];
+        };
+        let mut events = vec![Event::Status {
+            stage: Stage::RetrievalOnly,
+            tool: None,
+            message: "no language model is configured: answering from the knowledge base".into(),
+        }];
+        let hits = match kb.search(question, &self.search).await {
+            Ok(hits) => hits,
+            Err(err) => {
+                tracing::error!(error = %err, "knowledge-base search failed");
+                events.push(Event::Error {
+                    code: "kb_error",
+                    message: format!("knowledge-base search failed: {err}"),
+                });
+                return events;
+            }
+        };
+        let Some(best) = hits.first() else {
+            events.push(Event::Delta(self.chat.no_match_message.clone()));
+            events.push(done("no_match", None, 0));
+            return events;
+        };
+        events.push(Event::Sources(
+            hits.iter()
+                .enumerate()
+                .map(|(i, hit)| Source::from_hit(i + 1, hit))
+                .collect(),
+        ));
+        let body = best.answer.as_deref().unwrap_or(&best.text);
+        events.push(Event::Delta(format!(
+            "{}\n\n{body}",
+            self.chat.retrieval_only_label
+        )));
+        events.push(done("retrieval_only", None, 0));
+        events
+    }
+}
+
+/// The state of one answer across model calls.
+struct Run<'a> {
+    /// The engine's settings and tools.
+    engine: &'a Engine,
+    /// The provider settings.
+    settings: &'a llm::Settings,
+    /// The conversation sent upstream, growing with tool exchanges.
+    messages: Vec<Message>,
+    /// The user's last question (for prompt templates).
+    question: String,
+    /// Model calls made so far.
+    steps: u32,
+    /// Usage summed over the calls.
+    usage: Option<Usage>,
+    /// Sources numbered so far.
+    sources_seen: usize,
+    /// A tool round has happened: use the answer model and temperature.
+    answering: bool,
+    /// The next call must answer without tools (prompt_template mode).
+    final_answer: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(engine: &'a Engine, client: &'a llm::Client, conversation: Vec<Message>) -> Self {
+        let question = last_user_text(&conversation).unwrap_or_default().to_owned();
+        let mut messages = Vec::with_capacity(conversation.len() + 3);
+        if let Some(system) = &engine.chat.system_prompt {
+            messages.push(Message::text(Role::System, system.clone()));
+        }
+        messages.extend(conversation);
+        Self {
+            engine,
+            settings: client.settings(),
+            messages,
+            question,
+            steps: 0,
+            usage: None,
+            sources_seen: 0,
+            answering: false,
+            final_answer: false,
+        }
+    }
+
+    /// The request of the next model call.
+    fn request(&self, last: bool) -> Request<'_> {
+        let chat = &self.engine.chat;
+        let (model, temperature) = if self.answering {
+            (
+                chat.answer_model.as_deref().unwrap_or(&self.settings.model),
+                chat.answer_temperature.or(self.settings.temperature),
+            )
+        } else {
+            (self.settings.model.as_str(), self.settings.temperature)
+        };
+        let offer_tools = !self.engine.tools.is_empty() && !self.final_answer;
+        let definitions = offer_tools.then(|| self.engine.tools.definitions(self.settings.dialect));
+        let choice = if last { "none" } else { "auto" };
+        let (tools, tool_choice, functions, function_call) = match self.settings.dialect {
+            Dialect::Tools => (definitions, offer_tools.then_some(choice), None, None),
+            Dialect::Functions => (None, None, definitions, offer_tools.then_some(choice)),
+        };
+        Request {
+            model,
+            messages: &self.messages,
+            stream: true,
+            temperature,
+            tools,
+            tool_choice,
+            functions,
+            function_call,
+            stream_options: self
+                .settings
+                .include_usage
+                .then(|| serde_json::json!({"include_usage": true})),
+        }
+    }
+
+    /// Maps a turn event to a client event.
+    fn relay(&self, event: TurnEvent) -> Event {
+        match event {
+            TurnEvent::Content(text) => Event::Delta(text),
+            TurnEvent::Reasoning(text) => Event::Reasoning(text),
+            TurnEvent::ToolCallStarted(started) => Event::Status {
+                stage: Stage::Searching,
+                message: self.engine.tools.status_message(&started.name),
+                tool: Some(started.name),
+            },
+        }
+    }
+
+    fn add_usage(&mut self, usage: Option<Usage>) {
+        let Some(new) = usage else { return };
+        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.usage = Some(match self.usage {
+            None => new,
+            Some(old) => Usage {
+                prompt_tokens: sum(old.prompt_tokens, new.prompt_tokens),
+                completion_tokens: sum(old.completion_tokens, new.completion_tokens),
+                total_tokens: sum(old.total_tokens, new.total_tokens),
+            },
+        });
+    }
+
+    fn done(&self, finish_reason: String) -> Event {
+        done(&finish_reason, self.usage, self.steps)
+    }
+
+    /// Records tool results: events for the client, messages for the model.
+    fn absorb(&mut self, turn: Turn, results: &[CallResult]) -> Vec<Event> {
+        let budget = self.engine.search.max_context_chars;
+        let mut events = Vec::with_capacity(results.len() + 2);
+        let mut sources = Vec::new();
+        let mut rendered = Vec::with_capacity(results.len());
+        for result in results {
+            let first = self.sources_seen + 1;
+            rendered.push(prompt::render_result(result, first, budget));
+            let hits = match &result.output {
+                Ok(Output::Hits(hits)) => hits.as_slice(),
+                _ => &[],
+            };
+            sources.extend(
+                hits.iter()
+                    .enumerate()
+                    .map(|(i, hit)| Source::from_hit(first + i, hit)),
+            );
+            self.sources_seen += hits.len();
+            events.push(Event::ToolResult {
+                id: result.call.id.clone(),
+                name: result.call.name.clone(),
+                error: result.output.as_ref().err().map(ToString::to_string),
+                hits: hits.len(),
+                elapsed_ms: result.elapsed.as_millis() as u64,
+            });
+        }
+        if !sources.is_empty() {
+            events.push(Event::Sources(sources));
+        }
+        events.push(Event::Status {
+            stage: Stage::Answering,
+            tool: None,
+            message: "writing the answer…".into(),
+        });
+        self.answering = true;
+        match self.engine.chat.answer_mode {
+            AnswerMode::ToolMessage => self.append_tool_exchange(turn, results, rendered),
+            AnswerMode::PromptTemplate => {
+                let question =
+                    model_question(&turn.tool_calls).unwrap_or_else(|| self.question.clone());
+                let background = rendered.join("\n\n");
+                let prompt =
+                    prompt::fill_template(&self.engine.chat.answer_prompt, &question, &background);
+                self.messages.retain(|m| m.role == Role::System);
+                self.messages.push(Message::text(Role::User, prompt));
+                self.final_answer = true;
+            }
+        }
+        events
+    }
+
+    /// Appends the assistant's tool calls and one result message per call.
+    fn append_tool_exchange(&mut self, turn: Turn, results: &[CallResult], rendered: Vec<String>) {
+        let mut assistant = Message::text(Role::Assistant, turn.content);
+        if assistant.content.as_deref() == Some("") {
+            assistant.content = None;
+        }
+        // DeepSeek's thinking mode rejects tool results whose assistant turn lost its reasoning.
+        assistant.reasoning_content = turn.reasoning;
+        match self.settings.dialect {
+            Dialect::Tools => {
+                assistant.tool_calls = turn.tool_calls.iter().map(wire_call).collect();
+                self.messages.push(assistant);
+                for (result, content) in results.iter().zip(rendered) {
+                    let mut message = Message::text(Role::Tool, content);
+                    message.tool_call_id = Some(result.call.id.clone());
+                    self.messages.push(message);
+                }
+            }
+            Dialect::Functions => {
+                // The legacy form has one call per turn; the accumulator made it so.
+                for (result, content) in results.iter().zip(rendered) {
+                    let mut call = assistant.clone();
+                    call.function_call = Some(WireFunction {
+                        name: result.call.name.clone(),
+                        arguments: result.call.arguments.clone(),
+                    });
+                    self.messages.push(call);
+                    let mut message = Message::text(Role::Function, content);
+                    message.name = Some(result.call.name.clone());
+                    self.messages.push(message);
+                }
+            }
+        }
+    }
+}
+
+fn wire_call(call: &ToolCall) -> WireToolCall {
+    WireToolCall {
+        id: call.id.clone(),
+        kind: "function".into(),
+        function: WireFunction {
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        },
+    }
+}
+
+/// The question as the model phrased it in its tool call: the `question`
+/// argument, else the call's only string argument.
+fn model_question(calls: &[ToolCall]) -> Option<String> {
+    calls.iter().find_map(|call| {
+        let args: serde_json::Value = serde_json::from_str(&call.arguments).ok()?;
+        let object = args.as_object()?;
+        let mut strings = object.values().filter_map(|v| v.as_str());
+        let only = match (strings.next(), strings.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        };
+        let question = object.get("question").and_then(|v| v.as_str()).or(only)?;
+        (!question.trim().is_empty()).then(|| question.trim().to_owned())
+    })
+}
+
+fn last_user_text(conversation: &[Message]) -> Option<&str> {
+    conversation
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .and_then(|m| m.content.as_deref())
+}
+
+fn done(finish_reason: &str, usage: Option<Usage>, steps: u32) -> Event {
+    Event::Done {
+        finish_reason: finish_reason.to_owned(),
+        usage,
+        steps,
+    }
+}
+
+fn model_error(err: &llm::Error) -> Event {
+    tracing::warn!(code = err.code(), error = %err, "model call failed");
+    Event::Error {
+        code: err.code(),
+        message: err.to_string(),
+    }
+}

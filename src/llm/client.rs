@@ -1,0 +1,346 @@
+//! The OpenAI-compatible streaming client: one request per model turn.
+//!
+//! `Client::open` posts the request and retries connect errors, 429s, 5xxs and
+//! a silent provider until the first body byte arrives; after that a turn is
+//! never retried, because its output may already be on the client's screen.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use tokio::time::{Instant, timeout};
+
+use super::settings::Settings;
+use super::sse::Decoder;
+use super::turn::{Payload, Turn, TurnError, TurnEvent, TurnState, excerpt, parse_frame};
+use super::wire::Request;
+
+/// Why a model turn failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection could be made.
+    #[error("cannot reach the model provider at {url}: {reason}")]
+    Connect {
+        /// The endpoint tried.
+        url: String,
+        /// What the network stack said.
+        reason: String,
+    },
+    /// The provider answered with an HTTP error.
+    #[error("model provider returned HTTP {status}: {message}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The provider's error message.
+        message: String,
+        /// How long the provider asked us to wait, if it did.
+        retry_after: Option<Duration>,
+    },
+    /// Nothing arrived before the first-byte timeout.
+    #[error("model provider sent nothing within {0:?}")]
+    FirstByteTimeout(Duration),
+    /// The stream went silent mid-turn.
+    #[error("model provider stalled: no data for {0:?} mid-stream")]
+    IdleTimeout(Duration),
+    /// The connection broke mid-turn.
+    #[error("model provider stream broke off: {0}")]
+    Interrupted(String),
+    /// The stream's content was unusable.
+    #[error(transparent)]
+    Turn(#[from] TurnError),
+    /// The client could not be built from the settings.
+    #[error("invalid model provider settings: {0}")]
+    Settings(String),
+}
+
+impl Error {
+    /// A stable code for clients and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "upstream_unreachable",
+            Self::Status { status: 429, .. } => "upstream_rate_limited",
+            Self::Status { status, .. } if *status >= 500 => "upstream_unavailable",
+            Self::Status { .. } => "upstream_rejected",
+            Self::FirstByteTimeout(_) | Self::IdleTimeout(_) => "upstream_timeout",
+            Self::Interrupted(_) => "upstream_interrupted",
+            Self::Turn(TurnError::Provider(_)) => "upstream_error",
+            Self::Turn(_) => "upstream_protocol",
+            Self::Settings(_) => "config",
+        }
+    }
+
+    /// Whether another attempt may succeed (only before the first byte).
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::FirstByteTimeout(_) => true,
+            Self::Status { status, .. } => matches!(status, 408 | 409 | 429) || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// A pooled HTTP client bound to one provider.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The connection pool.
+    http: reqwest::Client,
+    /// Where and how to call.
+    settings: Settings,
+    /// `{base_url}/chat/completions`.
+    url: String,
+}
+
+impl Client {
+    /// Builds a client; the pool is shared by every clone.
+    pub fn new(settings: Settings) -> Result<Self, Error> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &settings.api_key {
+            let mut value = format!("Bearer {}", key.expose())
+                .parse::<reqwest::header::HeaderValue>()
+                .map_err(|_| {
+                    Error::Settings(
+                        "the API key contains characters not allowed in a header".into(),
+                    )
+                })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("ragstream/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Settings(e.to_string()))?;
+        let url = format!(
+            "{}/chat/completions",
+            settings.base_url.trim_end_matches('/')
+        );
+        Ok(Self {
+            http,
+            settings,
+            url,
+        })
+    }
+
+    /// The provider settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Starts a turn, retrying failures that happen before the first byte.
+    pub async fn open(&self, request: &Request<'_>) -> Result<TurnStream, Error> {
+        let body = serde_json::to_vec(request).map_err(|e| Error::Settings(e.to_string()))?;
+        let body = Bytes::from(body);
+        let mut attempt = 0;
+        loop {
+            match self.attempt(body.clone()).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) if err.retryable() && attempt < self.settings.retries => {
+                    let delay = self.settings.backoff.delay(attempt, retry_after(&err));
+                    tracing::warn!(attempt, error = %err, delay_ms = delay.as_millis() as u64, "retrying model provider");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// One try: send, check the status, wait for the first body bytes.
+    async fn attempt(&self, body: Bytes) -> Result<TurnStream, Error> {
+        let limit = self.settings.first_byte_timeout;
+        let started = Instant::now();
+        let send = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .body(body)
+            .send();
+        let mut response = match timeout(limit, send).await {
+            Err(_) => return Err(Error::FirstByteTimeout(limit)),
+            Ok(Err(err)) => return Err(self.network_error(&err)),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.status_error(response).await);
+        }
+        let remaining = limit.saturating_sub(started.elapsed());
+        let first = match timeout(remaining, response.chunk()).await {
+            Err(_) => return Err(Error::FirstByteTimeout(limit)),
+            Ok(Err(err)) => return Err(self.network_error(&err)),
+            Ok(Ok(first)) => first,
+        };
+        let mut stream = TurnStream {
+            response,
+            decoder: Decoder::new(),
+            state: TurnState::default(),
+            idle_timeout: self.settings.idle_timeout,
+            done: first.is_none(),
+        };
+        if let Some(bytes) = first {
+            stream.decoder.feed(&bytes);
+        }
+        Ok(stream)
+    }
+
+    fn network_error(&self, err: &reqwest::Error) -> Error {
+        let reason = self.redact(&error_chain(err));
+        if err.is_connect() || err.is_request() && !err.is_body() {
+            Error::Connect {
+                url: self.url.clone(),
+                reason,
+            }
+        } else {
+            Error::Interrupted(reason)
+        }
+    }
+
+    async fn status_error(&self, response: reqwest::Response) -> Error {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|secs| secs.is_finite() && *secs >= 0.0)
+            .map(Duration::from_secs_f64);
+        let body = timeout(Duration::from_secs(5), response.bytes()).await;
+        let body = body.ok().and_then(Result::ok).unwrap_or_default();
+        let message = provider_message(&body).unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("no reason given")
+                .to_owned()
+        });
+        Error::Status {
+            status: status.as_u16(),
+            message: self.redact(&message),
+            retry_after: retry_after
+                .filter(|_| status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()),
+        }
+    }
+
+    /// Removes the API key from text that may have echoed it.
+    fn redact(&self, text: &str) -> String {
+        match &self.settings.api_key {
+            Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "***"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn retry_after(err: &Error) -> Option<Duration> {
+    match err {
+        Error::Status { retry_after, .. } => *retry_after,
+        _ => None,
+    }
+}
+
+/// The `error.message` of an error body, or its first bytes.
+fn provider_message(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let message = parsed.as_ref().and_then(|v| {
+        v.pointer("/error/message")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("error"))
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+    });
+    Some(message.unwrap_or_else(|| excerpt(body)))
+}
+
+/// The body of a turn that has started: yields events as chunks arrive.
+#[derive(Debug)]
+pub struct TurnStream {
+    /// The streaming HTTP response.
+    response: reqwest::Response,
+    /// SSE framing state.
+    decoder: Decoder,
+    /// Turn accumulation state.
+    state: TurnState,
+    /// The longest allowed silence between chunks.
+    idle_timeout: Duration,
+    /// `[DONE]` or end of body was seen.
+    done: bool,
+}
+
+impl TurnStream {
+    /// Appends the next events to `out`, reading from the network as needed.
+    /// Returns `false` once the turn is over and `out` got nothing more.
+    pub async fn next_events(&mut self, out: &mut Vec<TurnEvent>) -> Result<bool, Error> {
+        loop {
+            self.drain(out)?;
+            if !out.is_empty() {
+                return Ok(true);
+            }
+            if self.done {
+                return Ok(false);
+            }
+            match timeout(self.idle_timeout, self.response.chunk()).await {
+                Err(_) => return Err(Error::IdleTimeout(self.idle_timeout)),
+                Ok(Err(err)) => return Err(Error::Interrupted(error_chain(&err))),
+                Ok(Ok(Some(bytes))) => self.decoder.feed(&bytes),
+                Ok(Ok(None)) => {
+                    self.done = true;
+                    if let Some(frame) = self.decoder.finish() {
+                        apply_frame(&mut self.state, frame.event, frame.data, out)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the turn; call after `next_events` returned `false`.
+    pub fn finish(self) -> Result<Turn, Error> {
+        Ok(self.state.finish()?)
+    }
+
+    /// Applies every complete frame buffered so far.
+    fn drain(&mut self, out: &mut Vec<TurnEvent>) -> Result<(), Error> {
+        while !self.done {
+            let Some(frame) = self.decoder.next_frame() else {
+                break;
+            };
+            if apply_frame(&mut self.state, frame.event, frame.data, out)? {
+                self.done = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one frame; true on `[DONE]`.
+fn apply_frame(
+    state: &mut TurnState,
+    event: &[u8],
+    data: &[u8],
+    out: &mut Vec<TurnEvent>,
+) -> Result<bool, Error> {
+    match parse_frame(event, data)? {
+        Payload::Done => Ok(true),
+        Payload::Chunk(chunk) => {
+            state.apply(chunk, out)?;
+            Ok(false)
+        }
+    }
+}

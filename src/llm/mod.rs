@@ -1,0 +1,18 @@
+//! The OpenAI-compatible model client.
+//!
+//! Bytes go up one layer at a time: `sse` frames bytes, `wire` types the JSON,
+//! `turn` and `assemble` turn chunks into events and tool calls, and `client`
+//! does the HTTP with retries and timeouts.
+
+pub mod assemble;
+pub mod client;
+pub mod settings;
+pub mod sse;
+pub mod turn;
+pub mod wire;
+
+pub use assemble::ToolCall;
+pub use client::{Client, Error, TurnStream};
+pub use settings::{Backoff, Dialect, Secret, Settings};
+pub use turn::{Turn, TurnEvent};
+pub use wire::{Message, Role, Usage};

@@ -1,0 +1,135 @@
+//! Validated settings of one model provider.
+
+use std::fmt;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A secret string that never prints.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A masked form for display: the first three characters and the length.
+    pub fn masked(&self) -> String {
+        let prefix: String = self.0.chars().take(3).collect();
+        format!("{prefix}*** ({} chars)", self.0.chars().count())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
+/// Which function-calling form the provider speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    /// `tools` / `tool_calls` / `tool` messages.
+    #[default]
+    Tools,
+    /// `functions` / `function_call` / `function` messages (older models and gateways).
+    Functions,
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Backoff {
+    /// Delay before the first retry (before jitter).
+    pub base: Duration,
+    /// The longest delay, also the cap on a provider's `Retry-After`.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (0-based). A provider's
+    /// `Retry-After` is honoured up to `max`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.min(self.max);
+        }
+        let ceiling = self.base.saturating_mul(1 << attempt.min(16)).min(self.max);
+        let jittered = rand::rng().random_range(0.5..=1.0) * ceiling.as_secs_f64();
+        Duration::from_secs_f64(jittered)
+    }
+}
+
+/// Where and how to call one OpenAI-compatible provider.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// Base URL up to `/v1` (or the provider's equivalent).
+    pub base_url: String,
+    /// Bearer token; `None` for local servers that need none.
+    pub api_key: Option<Secret>,
+    /// Model for the first turn of each answer.
+    pub model: String,
+    /// Function-calling dialect.
+    pub dialect: Dialect,
+    /// Sampling temperature of the first turn.
+    pub temperature: Option<f32>,
+    /// Ask for usage in the last chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest wait from sending the request to the first body byte.
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two chunks.
+    pub idle_timeout: Duration,
+    /// Retries before the first byte (0 = try once).
+    pub retries: u32,
+    /// Delay between retries.
+    pub backoff: Backoff,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("sk-very-secret-key");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        let json = serde_json::to_string(&secret).unwrap();
+        assert!(!json.contains("very-secret"), "{json}");
+        assert_eq!(secret.masked(), "sk-*** (18 chars)");
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let first = backoff.delay(0, None);
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        assert!(backoff.delay(10, None) <= Duration::from_secs(1));
+        assert_eq!(
+            backoff.delay(0, Some(Duration::from_millis(300))),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            backoff.delay(0, Some(Duration::from_secs(60))),
+            Duration::from_secs(1)
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! The knowledge-base tool: searches a store with the model's own query.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Error, Output, Spec, Tool};
+use crate::kb::{KnowledgeBase, SearchParams};
+
+/// Searches the knowledge base with one argument of the call.
+pub struct KnowledgeBaseTool {
+    /// Name, description, schema.
+    spec: Spec,
+    /// The store searched.
+    kb: Arc<dyn KnowledgeBase>,
+    /// Hit count and thresholds.
+    params: SearchParams,
+    /// The argument that carries the query (e.g. `question`).
+    query_argument: String,
+}
+
+impl KnowledgeBaseTool {
+    /// A tool that searches `kb` with the argument named `query_argument`.
+    pub fn new(
+        spec: Spec,
+        kb: Arc<dyn KnowledgeBase>,
+        params: SearchParams,
+        query_argument: String,
+    ) -> Self {
+        Self {
+            spec,
+            kb,
+            params,
+            query_argument,
+        }
+    }
+
+    /// The query: the configured argument, else the only string argument.
+    fn query<'a>(&self, arguments: &'a serde_json::Map<String, Value>) -> Result<&'a str, Error> {
+        let named = arguments.get(&self.query_argument).and_then(Value::as_str);
+        let mut strings = arguments.values().filter_map(Value::as_str);
+        let fallback = match (strings.next(), strings.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        };
+        named
+            .or(fallback)
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| Error::InvalidArguments {
+                name: self.spec.name.clone(),
+                reason: format!(
+                    "the string argument `{}` is missing or empty",
+                    self.query_argument
+                ),
+            })
+    }
+}
+
+#[async_trait]
+impl Tool for KnowledgeBaseTool {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    async fn call(&self, arguments: &serde_json::Map<String, Value>) -> Result<Output, Error> {
+        let query = self.query(arguments)?;
+        let hits = self
+            .kb
+            .search(query, &self.params)
+            .await
+            .map_err(|err| Error::Failed {
+                name: self.spec.name.clone(),
+                reason: err.to_string(),
+            })?;
+        tracing::debug!(tool = %self.spec.name, query, hits = hits.len(), "knowledge base searched");
+        Ok(Output::Hits(hits))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kb::memory::MemoryStore;
+    use serde_json::json;
+
+    fn tool() -> KnowledgeBaseTool {
+        let store = MemoryStore::parse(
+            r#"{"id":"a","question":"孩子自伤怎么办","answer":"先保证安全"}"#,
+            "kb.jsonl",
+        )
+        .unwrap();
+        KnowledgeBaseTool::new(
+            Spec {
+                name: "autism_expert".into(),
+                description: String::new(),
+                parameters: json!({}),
+                status_message: String::new(),
+            },
+            Arc::new(store),
+            SearchParams::default(),
+            "question".into(),
+        )
+    }
+
+    fn args(value: Value) -> serde_json::Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn searches_with_the_models_question() {
+        let Output::Hits(hits) = tool()
+            .call(&args(json!({"question": "自伤怎么办"})))
+            .await
+            .unwrap()
+        else {
+            panic!("expected hits")
+        };
+        assert_eq!(hits[0].id, "a");
+    }
+
+    #[tokio::test]
+    async fn a_single_string_argument_under_another_name_is_used() {
+        let output = tool().call(&args(json!({"query": "自伤"}))).await.unwrap();
+        assert!(matches!(output, Output::Hits(h) if h.len() == 1));
+    }
+
+    #[tokio::test]
+    async fn a_missing_query_is_an_error_the_model_can_fix() {
+        let err = tool()
+            .call(&args(json!({"question": "  "})))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`question` is missing or empty"),
+            "{err}"
+        );
+    }
+}

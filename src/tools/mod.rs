@@ -1,0 +1,277 @@
+//! Tools the model may call: configured, not coded.
+//!
+//! A [`Tool`] runs one call; the [`Registry`] finds tools by name, advertises
+//! them in either function-calling dialect, and turns every failure (unknown
+//! name, arguments that are not JSON, a backend error) into a result the model
+//! can read, so that a bad call never ends the answer.
+
+pub mod knowledge_base;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::kb::Hit;
+use crate::llm::{Dialect, ToolCall};
+
+/// Why a tool call produced no output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The model named a tool that is not configured.
+    #[error("tool `{name}` does not exist; available tools: {available}")]
+    UnknownTool {
+        /// The name the model used.
+        name: String,
+        /// The configured names.
+        available: String,
+    },
+    /// The arguments are not a JSON object.
+    #[error(
+        "arguments of `{name}` are not a valid JSON object ({reason}); call it again with a JSON object that matches its parameters"
+    )]
+    InvalidArguments {
+        /// The tool called.
+        name: String,
+        /// The parse error.
+        reason: String,
+    },
+    /// The backend failed.
+    #[error("tool `{name}` failed: {reason}")]
+    Failed {
+        /// The tool called.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// How a tool is described to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// The function name the model calls.
+    pub name: String,
+    /// When the model should call it.
+    pub description: String,
+    /// JSON schema of the arguments.
+    pub parameters: Value,
+    /// What the client is told while the tool runs.
+    pub status_message: String,
+}
+
+/// What a tool returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Plain text for the model.
+    Text(String),
+    /// Knowledge-base hits, numbered and rendered by the engine.
+    Hits(Vec<Hit>),
+}
+
+/// A callable tool.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The tool's description for the model.
+    fn spec(&self) -> &Spec;
+
+    /// Runs one call with arguments already parsed as a JSON object.
+    async fn call(&self, arguments: &serde_json::Map<String, Value>) -> Result<Output, Error>;
+}
+
+/// The outcome of one call, success or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallResult {
+    /// The call answered.
+    pub call: ToolCall,
+    /// The output, or the error the model will read.
+    pub output: Result<Output, Error>,
+    /// How long the tool ran.
+    pub elapsed: Duration,
+}
+
+/// The configured tools, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    /// Tools in configuration order.
+    tools: Vec<Arc<dyn Tool>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.tools.iter().map(|t| &t.spec().name))
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Builds a registry; names must be unique (checked by the config).
+    pub fn new(tools: Vec<Arc<dyn Tool>>) -> Self {
+        Self { tools }
+    }
+
+    /// Whether no tool is configured.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.iter().find(|t| t.spec().name == name)
+    }
+
+    /// The tool definitions in the provider's dialect.
+    pub fn definitions(&self, dialect: Dialect) -> Vec<Value> {
+        self.tools
+            .iter()
+            .map(|tool| {
+                let spec = tool.spec();
+                let function = json!({
+                    "name": spec.name,
+                    "description": spec.description,
+                    "parameters": spec.parameters,
+                });
+                match dialect {
+                    Dialect::Tools => json!({"type": "function", "function": function}),
+                    Dialect::Functions => function,
+                }
+            })
+            .collect()
+    }
+
+    /// What the client is told while `name` runs.
+    pub fn status_message(&self, name: &str) -> String {
+        match self.get(name) {
+            Some(tool) => tool.spec().status_message.clone(),
+            None => format!("calling `{name}`…"),
+        }
+    }
+
+    /// Runs one call; every failure becomes an `Err` output, logged here.
+    pub async fn run(&self, call: ToolCall) -> CallResult {
+        let started = Instant::now();
+        let output = self.dispatch(&call).await;
+        if let Err(err) = &output {
+            tracing::warn!(tool = %call.name, id = %call.id, error = %err, "tool call failed");
+        }
+        CallResult {
+            call,
+            output,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    async fn dispatch(&self, call: &ToolCall) -> Result<Output, Error> {
+        let tool = self.get(&call.name).ok_or_else(|| Error::UnknownTool {
+            name: call.name.clone(),
+            available: self
+                .tools
+                .iter()
+                .map(|t| t.spec().name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        let arguments = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => {
+                return Err(Error::InvalidArguments {
+                    name: call.name.clone(),
+                    reason: format!("got {}", kind_of(&other)),
+                });
+            }
+            Err(err) => {
+                return Err(Error::InvalidArguments {
+                    name: call.name.clone(),
+                    reason: err.to_string(),
+                });
+            }
+        };
+        tool.call(&arguments).await
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo(Spec);
+
+    #[async_trait]
+    impl Tool for Echo {
+        fn spec(&self) -> &Spec {
+            &self.0
+        }
+        async fn call(&self, arguments: &serde_json::Map<String, Value>) -> Result<Output, Error> {
+            Ok(Output::Text(Value::Object(arguments.clone()).to_string()))
+        }
+    }
+
+    fn registry() -> Registry {
+        Registry::new(vec![Arc::new(Echo(Spec {
+            name: "echo".into(),
+            description: "repeats".into(),
+            parameters: json!({"type": "object"}),
+            status_message: "echoing…".into(),
+        }))])
+    }
+
+    fn call(name: &str, arguments: &str) -> ToolCall {
+        ToolCall {
+            id: "c".into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_models_arguments_reach_the_tool() {
+        let result = registry().run(call("echo", r#"{"question":"自伤"}"#)).await;
+        assert_eq!(
+            result.output,
+            Ok(Output::Text(r#"{"question":"自伤"}"#.into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_tools_and_bad_arguments_become_errors_for_the_model() {
+        let unknown = registry().run(call("nope", "{}")).await.output.unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "tool `nope` does not exist; available tools: echo"
+        );
+        let broken = registry()
+            .run(call("echo", r#"{"question": "#))
+            .await
+            .output
+            .unwrap_err();
+        assert!(matches!(broken, Error::InvalidArguments { .. }), "{broken}");
+        let array = registry()
+            .run(call("echo", "[1]"))
+            .await
+            .output
+            .unwrap_err();
+        assert!(array.to_string().contains("got an array"), "{array}");
+    }
+
+    #[test]
+    fn definitions_follow_the_dialect() {
+        let modern = registry().definitions(Dialect::Tools);
+        assert_eq!(modern[0]["type"], "function");
+        assert_eq!(modern[0]["function"]["name"], "echo");
+        let legacy = registry().definitions(Dialect::Functions);
+        assert_eq!(legacy[0]["name"], "echo");
+        assert!(legacy[0].get("type").is_none());
+    }
+}

@@ -47,6 +47,8 @@ pub struct Sample {
     pub ttfb: Duration,
     /// Request sent → end of body.
     pub ttlb: Duration,
+    /// Time to open the keep-alive connection, for the stream that opened it.
+    pub connect: Option<Duration>,
     /// Tool path only: CLOCK_MONOTONIC stamps of events seen by the client.
     pub tool: Option<ToolTimes>,
 }
@@ -90,7 +92,9 @@ pub async fn run(load: &Load) -> Run {
                 let mut samples = Vec::new();
                 let mut conn: Option<SendRequest<Full<Bytes>>> = None;
                 while Instant::now() < deadline && tickets.fetch_add(1, Ordering::Relaxed) < streams {
-                    let sample = match ready_conn(&mut conn, addr).await {
+                    let connecting = Instant::now();
+                    let fresh = conn.is_none();
+                    let mut sample = match ready_conn(&mut conn, addr).await {
                         Ok(sender) => {
                             let left = deadline.saturating_duration_since(Instant::now());
                             let stream = one_stream(sender, &request, kind, &expected);
@@ -100,6 +104,9 @@ pub async fn run(load: &Load) -> Run {
                         }
                         Err(err) => failed(&format!("connect: {err}")),
                     };
+                    if fresh {
+                        sample.connect = Some(connecting.elapsed().saturating_sub(sample.ttlb));
+                    }
                     if !sample.ok {
                         conn = None;
                     }
@@ -230,8 +237,8 @@ async fn one_stream(
         Kind::Chat => events.as_ref().expect("chat scanner").verdict(expected),
     };
     match check {
-        Ok(()) => Sample { ok: true, error: None, ttfb, ttlb, tool: events.map(|e| e.times) },
-        Err(error) => Sample { ok: false, error: Some(error), ttfb, ttlb, tool: None },
+        Ok(()) => Sample { ok: true, ttfb, ttlb, tool: events.map(|e| e.times), ..Sample::default() },
+        Err(error) => Sample { ok: false, error: Some(error), ttfb, ttlb, ..Sample::default() },
     }
 }
 

@@ -189,9 +189,8 @@ async fn run_one(args: &Args, case: &Case, target: Target) -> Outcome {
             let bin = args.ragstream_bin.as_ref().expect("ragstream binary");
             let mut cmd = Command::new(bin);
             cmd.args(["serve", "--addr", &addr.to_string()]);
-            if case.tool
-                && let Some(config) = &args.ragstream_config
-            {
+            // The deployed shape: tools offered and a system prompt, on every endpoint.
+            if let Some(config) = &args.ragstream_config {
                 cmd.arg("--config").arg(config);
             }
             cmd.env("OPENAI_BASE_URL", &base_url)

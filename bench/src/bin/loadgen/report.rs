@@ -30,6 +30,8 @@ pub struct Figures {
     /// Upstream CPU per chunk it sent, µs.
     pub upstream_cpu_us: f64,
     pub relay_rss_mib: Option<f64>,
+    /// Slowest 1 % of keep-alive connection set-ups (not part of TTFB).
+    pub connect_p99: Duration,
 }
 
 pub fn figures(case: &Case, o: &Outcome) -> Figures {
@@ -48,6 +50,7 @@ pub fn figures(case: &Case, o: &Outcome) -> Figures {
         relay_cpu_us: o.relay_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / chunks),
         upstream_cpu_us: o.upstream_cpu.as_secs_f64() * 1e6 / chunks,
         relay_rss_mib: o.relay_hwm_kib.map(|kib| kib as f64 / 1024.0),
+        connect_p99: percentile(&mut o.samples.iter().filter_map(|s| s.connect).collect::<Vec<_>>(), 99.0),
     }
 }
 
@@ -69,10 +72,11 @@ pub fn one_line(case: &Case, o: &Outcome) -> String {
     let f = figures(case, o);
     let first_error = o.samples.iter().find_map(|s| s.error.clone());
     format!(
-        "ok {} failed {} | {:.1}/s | TTFB p50 {} p99 {} ms | TTLB p50 {} p99 {} ms | CPU/chunk relay {} µs upstream {:.2} µs | RSS {} MiB{}",
+        "ok {} failed {} | {:.1}/s | connect p99 {} ms | TTFB p50 {} p99 {} ms | TTLB p50 {} p99 {} ms | CPU/chunk relay {} µs upstream {:.2} µs | RSS {} MiB{}",
         f.ok,
         f.failed,
         f.per_sec,
+        ms(f.connect_p99),
         ms(f.ttfb_p50),
         ms(f.ttfb_p99),
         ms(f.ttlb_p50),
@@ -112,8 +116,8 @@ pub fn markdown(args: &Args, results: &[(Case, Vec<Outcome>)], took: Duration) -
             "### {} — concurrency {}, {} streams × {} chunks, {} ms apart\n",
             case.name, case.concurrency, case.streams, case.chunks, case.gap_ms
         );
-        let _ = writeln!(md, "| target | ok | failed | streams/s | TTFB p50 | TTFB p99 | added TTFB p50 | added TTFB p99 | TTLB p50 | TTLB p99 | added TTLB p50 | relay CPU µs/chunk | upstream CPU µs/chunk | relay peak RSS MiB |");
-        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(md, "| target | ok | failed | streams/s | TTFB p50 | TTFB p99 | added TTFB p50 | added TTFB p99 | TTLB p50 | TTLB p99 | added TTLB p50 | relay CPU µs/chunk | upstream CPU µs/chunk | relay peak RSS MiB | connect p99 |");
+        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         let direct = outcomes.iter().find(|o| o.target == Target::Direct).map(|o| figures(case, o));
         for o in outcomes {
             let f = figures(case, o);
@@ -122,12 +126,12 @@ pub fn markdown(args: &Args, results: &[(Case, Vec<Outcome>)], took: Duration) -
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
                 o.target.label(), f.ok, f.failed, f.per_sec,
                 ms(f.ttfb_p50), ms(f.ttfb_p99),
                 added(f.ttfb_p50, |d| d.ttfb_p50), added(f.ttfb_p99, |d| d.ttfb_p99),
                 ms(f.ttlb_p50), ms(f.ttlb_p99), added(f.ttlb_p50, |d| d.ttlb_p50),
-                opt(f.relay_cpu_us, 2), f.upstream_cpu_us, opt(f.relay_rss_mib, 1),
+                opt(f.relay_cpu_us, 2), f.upstream_cpu_us, opt(f.relay_rss_mib, 1), ms(f.connect_p99),
             );
         }
         let errors: Vec<String> = outcomes

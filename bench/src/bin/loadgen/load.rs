@@ -79,18 +79,30 @@ pub struct Run {
 }
 
 pub async fn run(load: &Load) -> Run {
-    let started = Instant::now();
-    let deadline = started + load.time_cap;
     let tickets = Arc::new(AtomicUsize::new(0));
     let request = Arc::new(RequestSpec::new(load.kind));
     let expected: Arc<[u8]> = script::answer(load.chunks).into_bytes().into();
-    let workers: Vec<_> = (0..load.concurrency.min(load.streams))
+    let workers = load.concurrency.min(load.streams).max(1);
+    // Every worker connects first, then all start together: a storm of 1,000 connects
+    // (SYN retries on a full accept queue) belongs to the harness, not to the streams.
+    let barrier = Arc::new(tokio::sync::Barrier::new(workers + 1));
+    // At most 64 handshakes at once: a listener's accept queue (1,024 for tokio's default
+    // backlog) drops SYNs in a burst of 1,000, and the client then waits 1 s to retry.
+    let connecting = Arc::new(tokio::sync::Semaphore::new(64));
+    let handles: Vec<_> = (0..workers)
         .map(|_| {
             let (tickets, request, expected) = (tickets.clone(), request.clone(), expected.clone());
-            let (addr, kind, streams) = (load.addr, load.kind, load.streams);
+            let (barrier, connecting) = (barrier.clone(), connecting.clone());
+            let (addr, kind, streams, time_cap) = (load.addr, load.kind, load.streams, load.time_cap);
             tokio::spawn(async move {
+                let permit = connecting.acquire_owned().await.expect("semaphore open");
+                let connect_started = Instant::now();
+                let mut conn: Option<SendRequest<Full<Bytes>>> = connect(addr).await.ok();
+                let mut connect_time = Some(connect_started.elapsed());
+                drop(permit);
+                barrier.wait().await;
+                let deadline = Instant::now() + time_cap;
                 let mut samples = Vec::new();
-                let mut conn: Option<SendRequest<Full<Bytes>>> = None;
                 while Instant::now() < deadline && tickets.fetch_add(1, Ordering::Relaxed) < streams {
                     let connecting = Instant::now();
                     let fresh = conn.is_none();
@@ -105,8 +117,9 @@ pub async fn run(load: &Load) -> Run {
                         Err(err) => failed(&format!("connect: {err}")),
                     };
                     if fresh {
-                        sample.connect = Some(connecting.elapsed().saturating_sub(sample.ttlb));
+                        connect_time = Some(connecting.elapsed().saturating_sub(sample.ttlb));
                     }
+                    sample.connect = connect_time.take();
                     if !sample.ok {
                         conn = None;
                     }
@@ -116,9 +129,11 @@ pub async fn run(load: &Load) -> Run {
             })
         })
         .collect();
+    barrier.wait().await;
+    let started = Instant::now();
     let mut samples = Vec::with_capacity(load.streams);
-    for worker in workers {
-        samples.extend(worker.await.expect("load worker panicked"));
+    for handle in handles {
+        samples.extend(handle.await.expect("load worker panicked"));
     }
     let wall = started.elapsed();
     Run { unstarted: load.streams.saturating_sub(samples.len()), samples, wall }

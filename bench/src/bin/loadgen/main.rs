@@ -35,6 +35,8 @@ pub struct Case {
     pub gap_ms: u64,
     /// `true`: ragstream's tool path over `/api/chat` (ragstream only).
     pub tool: bool,
+    /// Rounds the streams are split into, taking turns between targets.
+    pub rounds: usize,
     /// Hard stop for one target's run.
     pub time_cap: Duration,
 }
@@ -48,6 +50,15 @@ pub enum Target {
 }
 
 impl Target {
+    /// Name on the command line (`--targets`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::MinRelay => "minrelay",
+            Target::Ragstream => "ragstream",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Target::Direct => "upstream (direct)",
@@ -71,6 +82,14 @@ pub struct Outcome {
     pub upstream_cpu: Duration,
     /// Peak RSS of the relay process, KiB.
     pub relay_hwm_kib: Option<u64>,
+    /// Read and write system calls of the relay during the run.
+    pub relay_syscalls: Option<(u64, u64)>,
+    /// CPU time of the whole machine during the run (all processes, from `/proc/stat`).
+    pub machine_busy: Duration,
+    /// Wall time over which `machine_busy` was taken (the run and its connection set-up).
+    pub window: Duration,
+    /// CPU time of the load generator itself during the run.
+    pub loadgen_cpu: Duration,
     /// Tool-path stamps from the upstream (`/bench/marks`), when the case is a tool case.
     pub marks: Option<load::Marks>,
 }
@@ -85,6 +104,10 @@ pub struct Args {
     only: Option<String>,
     out: Option<PathBuf>,
     logs: PathBuf,
+    /// Only these targets (`direct`, `minrelay`, `ragstream`); all when empty.
+    targets: Vec<String>,
+    /// Profile the relay of each run with `perf record` into this directory.
+    perf_dir: Option<PathBuf>,
 }
 
 fn main() {
@@ -102,18 +125,16 @@ fn main() {
     let started = Instant::now();
     let mut results = Vec::new();
     for case in &cases {
-        let mut outcomes = Vec::new();
-        for target in [Target::Direct, Target::MinRelay, Target::Ragstream] {
-            if target == Target::Ragstream && args.ragstream_bin.is_none() {
-                continue;
-            }
-            if case.tool && target != Target::Ragstream {
-                continue;
-            }
-            eprintln!("[{:>5.1}s] {} → {}", started.elapsed().as_secs_f64(), case.name, target.label());
-            let outcome = runtime.block_on(run_one(&args, case, target));
-            eprintln!("         {}", report::one_line(case, &outcome));
-            outcomes.push(outcome);
+        let targets: Vec<Target> = [Target::Direct, Target::MinRelay, Target::Ragstream]
+            .into_iter()
+            .filter(|&t| t != Target::Ragstream || args.ragstream_bin.is_some())
+            .filter(|&t| !case.tool || t == Target::Ragstream)
+            .filter(|t| args.targets.is_empty() || args.targets.iter().any(|k| k == t.key()))
+            .collect();
+        eprintln!("[{:>5.1}s] {} ({} rounds)", started.elapsed().as_secs_f64(), case.name, case.rounds);
+        let outcomes = runtime.block_on(run_case(&args, case, &targets));
+        for outcome in &outcomes {
+            eprintln!("  {:<18} {}", outcome.target.label(), report::one_line(case, outcome));
         }
         results.push((case.clone(), outcomes));
     }
@@ -130,51 +151,95 @@ fn main() {
 fn plan(quick: bool) -> Vec<Case> {
     let chunks = if quick { 50 } else { 100 };
     let cap = Duration::from_secs(if quick { 30 } else { 90 });
-    let case = |concurrency, streams, gap_ms, tool: bool| Case {
+    let case = |concurrency: usize, streams: usize, gap_ms, tool: bool| Case {
         name: if tool { format!("tool-c{concurrency}") } else { format!("c{concurrency}-gap{gap_ms}") },
         concurrency,
         streams,
         chunks,
         gap_ms,
         tool,
+        rounds: (streams / concurrency).clamp(1, 3),
         time_cap: cap,
     };
     if quick {
         vec![
             case(1, 3, 20, false),
-            case(100, 100, 20, false),
+            case(100, 200, 20, false),
             case(1000, 1000, 20, false),
             case(1, 300, 0, false),
             case(100, 2000, 0, false),
-            case(1000, 2000, 0, false),
+            case(1000, 3000, 0, false),
             case(1, 10, 0, true),
         ]
     } else {
         vec![
-            case(1, 10, 20, false),
+            case(1, 12, 20, false),
             case(100, 300, 20, false),
             case(1000, 2000, 20, false),
-            case(1, 2000, 0, false),
-            case(100, 10_000, 0, false),
-            case(1000, 10_000, 0, false),
-            case(1, 50, 0, true),
+            case(1, 3000, 0, false),
+            case(100, 12_000, 0, false),
+            case(1000, 12_000, 0, false),
+            case(1, 60, 0, true),
         ]
     }
 }
 
-/// Start the processes, warm them up with one stream, measure, stop them.
-async fn run_one(args: &Args, case: &Case, target: Target) -> Outcome {
-    let tag = format!("{}-{:?}", case.name, target).to_lowercase();
+/// One target's processes, started for one case.
+struct Running {
+    target: Target,
+    /// File-name stem for logs and profiles.
+    tag: String,
+    upstream: Child,
+    upstream_addr: SocketAddr,
+    /// The relay process; `None` when the load goes to the upstream directly.
+    relay: Option<Child>,
+    /// Where the load goes.
+    addr: SocketAddr,
+    kind: Kind,
+}
+
+/// Starts every target's processes, then runs the case's streams in rounds that take turns
+/// between targets (A B C A B C …), so that a burst of load from another process on this
+/// shared machine falls on every target alike. Each target's processes live for this case
+/// only, so peak RSS is per case.
+async fn run_case(args: &Args, case: &Case, targets: &[Target]) -> Vec<Outcome> {
+    let mut running = Vec::new();
+    for &target in targets {
+        running.push(start(args, case, target).await);
+    }
+    let mut outcomes: Vec<Option<Outcome>> = targets.iter().map(|_| None).collect();
+    for round in 0..case.rounds {
+        let streams = case.streams * (round + 1) / case.rounds - case.streams * round / case.rounds;
+        for (r, outcome) in running.iter().zip(outcomes.iter_mut()) {
+            let measured = measure(args, case, r, streams).await;
+            *outcome = Some(match outcome.take() {
+                None => measured,
+                Some(sum) => sum.add(measured),
+            });
+        }
+    }
+    for r in &mut running {
+        if let Some(relay) = r.relay.as_mut() {
+            stop(relay);
+        }
+        stop(&mut r.upstream);
+    }
+    outcomes.into_iter().flatten().collect()
+}
+
+/// Starts the upstream and the relay of `target`, and warms them up with one stream.
+async fn start(args: &Args, case: &Case, target: Target) -> Running {
+    let tag = format!("{}-{}", case.name, target.key());
     let upstream_addr = free_addr();
     let mut upstream_cmd = Command::new(&args.upstream_bin);
     upstream_cmd.args(["--addr", &upstream_addr.to_string()]);
     upstream_cmd.args(["--chunks", &case.chunks.to_string(), "--gap-ms", &case.gap_ms.to_string()]);
     upstream_cmd.args(["--mode", if case.tool { "tool" } else { "direct" }]);
-    let mut upstream = spawn(upstream_cmd, &args.logs.join(format!("{tag}-upstream.log")));
+    let upstream = spawn(upstream_cmd, &args.logs.join(format!("{tag}-upstream.log")));
     wait_ready(upstream_addr, None).await;
 
     let base_url = format!("http://{upstream_addr}/v1");
-    let (mut relay, addr, kind) = match target {
+    let (relay, addr, kind) = match target {
         Target::Direct => (None, upstream_addr, Kind::Direct),
         Target::MinRelay => {
             let addr = free_addr();
@@ -202,41 +267,110 @@ async fn run_one(args: &Args, case: &Case, target: Target) -> Outcome {
             (Some(child), addr, if case.tool { Kind::Chat } else { Kind::Python })
         }
     };
-
-    let load = Load { addr, kind, chunks: case.chunks, concurrency: 1, streams: 1, time_cap: case.time_cap };
-    let warm = load::run(&load).await;
-    if warm.samples.iter().any(|s| !s.ok) {
-        let err = warm.samples.iter().find_map(|s| s.error.clone()).unwrap_or_default();
-        eprintln!("         warm-up stream failed: {err}");
+    let warm_up = Load { addr, kind, chunks: case.chunks, concurrency: 1, streams: 1, time_cap: case.time_cap };
+    let warm = load::run(&warm_up).await;
+    if let Some(err) = warm.samples.iter().find_map(|s| s.error.clone()) {
+        eprintln!("         {tag}: warm-up stream failed: {err}");
     }
     if case.tool {
         load::marks(upstream_addr).await;
     }
+    Running { target, tag, upstream, upstream_addr, relay, addr, kind }
+}
 
-    let relay_pid = relay.as_ref().map(Child::id);
-    let upstream_before = proc_stats::cpu(upstream.id());
+/// One round of `streams` streams against a running target, with its CPU, system calls
+/// and the machine's load around it.
+async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outcome {
+    let relay_pid = r.relay.as_ref().map(Child::id);
+    let upstream_before = proc_stats::cpu(r.upstream.id());
     let relay_before = relay_pid.map(proc_stats::cpu);
-    let load = Load { concurrency: case.concurrency, streams: case.streams, ..load };
+    let syscalls_before = relay_pid.map(proc_stats::syscalls);
+    let loadgen_before = proc_stats::cpu(std::process::id());
+    let machine_before = proc_stats::machine();
+    let window_started = Instant::now();
+    let perf = args.perf_dir.as_ref().zip(relay_pid).map(|(dir, pid)| {
+        let mut cmd = Command::new("perf");
+        cmd.args(["record", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,8192", "-p"]);
+        let data = dir.join(format!("{}-{}.perf.data", r.tag, clock_tag()));
+        cmd.arg(pid.to_string()).arg("-o").arg(data);
+        spawn(cmd, &args.logs.join(format!("{}-perf.log", r.tag)))
+    });
+    if perf.is_some() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let load = Load {
+        addr: r.addr,
+        kind: r.kind,
+        chunks: case.chunks,
+        concurrency: case.concurrency,
+        streams,
+        time_cap: case.time_cap,
+    };
     let run = load::run(&load).await;
-    let upstream_cpu = proc_stats::cpu(upstream.id()).since(&upstream_before);
+    if let Some(mut perf) = perf {
+        // SAFETY: kill(2) on the perf process we spawned; SIGINT makes it write its file.
+        unsafe { libc::kill(perf.id() as libc::pid_t, libc::SIGINT) };
+        let _ = perf.wait();
+    }
+    let machine_after = proc_stats::machine();
+    let window = window_started.elapsed();
+    let loadgen_cpu = proc_stats::cpu(std::process::id()).since(&loadgen_before);
+    let upstream_cpu = proc_stats::cpu(r.upstream.id()).since(&upstream_before);
     let relay_cpu = relay_pid.zip(relay_before).map(|(pid, before)| proc_stats::cpu(pid).since(&before));
     let relay_hwm_kib = relay_pid.map(proc_stats::peak_rss_kib);
-    let marks = if case.tool { Some(load::marks(upstream_addr).await) } else { None };
-
-    if let Some(child) = relay.as_mut() {
-        stop(child);
-    }
-    stop(&mut upstream);
+    let relay_syscalls = relay_pid.zip(syscalls_before).map(|(pid, (r0, w0))| {
+        let (r1, w1) = proc_stats::syscalls(pid);
+        (r1 - r0, w1 - w0)
+    });
+    let jiffy = Duration::from_millis(1000 / proc_stats::ticks_per_second());
+    let machine_busy = jiffy * (machine_after.0 - machine_before.0) as u32;
+    let marks = if case.tool { Some(load::marks(r.upstream_addr).await) } else { None };
     Outcome {
-        target,
+        target: r.target,
         samples: run.samples,
         unstarted: run.unstarted,
         wall: run.wall,
         relay_cpu,
         upstream_cpu,
         relay_hwm_kib,
+        relay_syscalls,
+        machine_busy,
+        window,
+        loadgen_cpu,
         marks,
     }
+}
+
+impl Outcome {
+    /// Two rounds of the same target as one outcome.
+    fn add(mut self, other: Outcome) -> Outcome {
+        self.samples.extend(other.samples);
+        self.unstarted += other.unstarted;
+        self.wall += other.wall;
+        self.relay_cpu = self.relay_cpu.zip(other.relay_cpu).map(|(a, b)| a + b);
+        self.upstream_cpu += other.upstream_cpu;
+        self.relay_hwm_kib = self.relay_hwm_kib.max(other.relay_hwm_kib);
+        self.relay_syscalls =
+            self.relay_syscalls.zip(other.relay_syscalls).map(|((r0, w0), (r1, w1))| (r0 + r1, w0 + w1));
+        self.machine_busy += other.machine_busy;
+        self.window += other.window;
+        self.loadgen_cpu += other.loadgen_cpu;
+        self.marks = match (self.marks, other.marks) {
+            (Some(mut a), Some(b)) => {
+                a.tool_end.extend(b.tool_end);
+                a.second_req.extend(b.second_req);
+                a.second_first.extend(b.second_first);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        self
+    }
+}
+
+/// Seconds since the epoch, to keep profiles of successive rounds apart.
+fn clock_tag() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A loopback address with a port the kernel just handed out (and we let go of).
@@ -293,6 +427,8 @@ fn parse_args() -> Args {
         only: None,
         out: None,
         logs: "bench/results/logs".into(),
+        targets: Vec::new(),
+        perf_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(key) = it.next() {
@@ -306,6 +442,8 @@ fn parse_args() -> Args {
             "--out" => args.out = Some(value().into()),
             "--logs" => args.logs = value().into(),
             "--quick" => args.quick = true,
+            "--targets" => args.targets = value().split(',').map(str::to_owned).collect(),
+            "--perf-dir" => args.perf_dir = Some(value().into()),
             _ => usage(&format!("unknown option {key}")),
         }
     }
@@ -316,7 +454,8 @@ fn usage(problem: &str) -> ! {
     eprintln!("loadgen: {problem}");
     eprintln!(
         "usage: loadgen [--upstream-bin B] [--minrelay-bin B] [--ragstream-bin B] \
-         [--ragstream-config F] [--quick] [--only NAME] [--out FILE] [--logs DIR]"
+         [--ragstream-config F] [--quick] [--only NAME] [--out FILE] [--logs DIR]\n\
+         \x20              [--targets direct,minrelay,ragstream] [--perf-dir DIR]"
     );
     std::process::exit(2)
 }

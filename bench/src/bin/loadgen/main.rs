@@ -86,6 +86,8 @@ pub struct Outcome {
     pub relay_syscalls: Option<(u64, u64)>,
     /// CPU time of the whole machine during the run (all processes, from `/proc/stat`).
     pub machine_busy: Duration,
+    /// Of `machine_busy`, time in irq and softirq context.
+    pub machine_softirq: Duration,
     /// Wall time over which `machine_busy` was taken (the run and its connection set-up).
     pub window: Duration,
     /// CPU time of the load generator itself during the run.
@@ -324,6 +326,7 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
     });
     let jiffy = Duration::from_millis(1000 / proc_stats::ticks_per_second());
     let machine_busy = jiffy * (machine_after.0 - machine_before.0) as u32;
+    let machine_softirq = jiffy * (machine_after.2 - machine_before.2) as u32;
     let marks = if case.tool { Some(load::marks(r.upstream_addr).await) } else { None };
     Outcome {
         target: r.target,
@@ -335,6 +338,7 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
         relay_hwm_kib,
         relay_syscalls,
         machine_busy,
+        machine_softirq,
         window,
         loadgen_cpu,
         marks,
@@ -354,6 +358,7 @@ impl Outcome {
             self.relay_syscalls.zip(other.relay_syscalls).map(|((r0, w0), (r1, w1))| (r0 + r1, w0 + w1));
         self.machine_busy += other.machine_busy;
         self.window += other.window;
+        self.machine_softirq += other.machine_softirq;
         self.loadgen_cpu += other.loadgen_cpu;
         self.marks = match (self.marks, other.marks) {
             (Some(mut a), Some(b)) => {

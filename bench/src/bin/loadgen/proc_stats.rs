@@ -58,8 +58,10 @@ pub fn syscalls(pid: u32) -> (u64, u64) {
     (field("syscr:"), field("syscw:"))
 }
 
-/// Busy and total jiffies of the whole machine (first line of `/proc/stat`).
-pub fn machine() -> (u64, u64) {
+/// Busy, total and interrupt (irq + softirq) jiffies of the whole machine (first line of
+/// `/proc/stat`). Loopback TCP does much of its receive work in softirq context, which the
+/// kernel may not charge to any process.
+pub fn machine() -> (u64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> = stat
         .lines()
@@ -71,7 +73,8 @@ pub fn machine() -> (u64, u64) {
         .collect();
     let total: u64 = fields.iter().take(8).sum();
     let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let interrupts = fields.get(5).copied().unwrap_or(0) + fields.get(6).copied().unwrap_or(0);
+    (total - idle, total, interrupts)
 }
 
 /// Clock ticks per second of `/proc/stat` (USER_HZ).

@@ -34,6 +34,8 @@ pub struct Figures {
     pub relay_syscalls: Option<(f64, f64)>,
     /// Share of the machine's cores busy during the run, %.
     pub machine_busy_pct: f64,
+    /// Share of the machine's cores spent in irq/softirq context (loopback TCP), %.
+    pub softirq_pct: f64,
     /// Share of the machine's cores used by processes outside this benchmark, %.
     pub others_pct: f64,
     /// Slowest 1 % of keep-alive connection set-ups (not part of TTFB).
@@ -58,7 +60,9 @@ pub fn figures(case: &Case, o: &Outcome) -> Figures {
         relay_rss_mib: o.relay_hwm_kib.map(|kib| kib as f64 / 1024.0),
         relay_syscalls: o.relay_syscalls.map(|(r, w)| (r as f64 / chunks, w as f64 / chunks)),
         machine_busy_pct: o.machine_busy.as_secs_f64() / cores() / o.window.as_secs_f64() * 100.0,
+        softirq_pct: o.machine_softirq.as_secs_f64() / cores() / o.window.as_secs_f64() * 100.0,
         others_pct: (o.machine_busy.as_secs_f64()
+            - o.machine_softirq.as_secs_f64()
             - o.relay_cpu.unwrap_or_default().as_secs_f64()
             - o.upstream_cpu.as_secs_f64()
             - o.loadgen_cpu.as_secs_f64())
@@ -92,7 +96,7 @@ pub fn one_line(case: &Case, o: &Outcome) -> String {
     let f = figures(case, o);
     let first_error = o.samples.iter().find_map(|s| s.error.clone());
     format!(
-        "ok {} failed {} | {:.1}/s | connect p99 {} ms | TTFB p50 {} p99 {} ms | TTLB p50 {} p99 {} ms | CPU/chunk relay {} µs upstream {:.2} µs | writes/chunk {} | machine busy {:.0} % (others {:.0} %) | RSS {} MiB{}",
+        "ok {} failed {} | {:.1}/s | connect p99 {} ms | TTFB p50 {} p99 {} ms | TTLB p50 {} p99 {} ms | CPU/chunk relay {} µs upstream {:.2} µs | writes/chunk {} | machine busy {:.0} % (softirq {:.0} %, others {:.0} %) | RSS {} MiB{}",
         f.ok,
         f.failed,
         f.per_sec,
@@ -105,6 +109,7 @@ pub fn one_line(case: &Case, o: &Outcome) -> String {
         f.upstream_cpu_us,
         syscalls(f.relay_syscalls),
         f.machine_busy_pct,
+        f.softirq_pct,
         f.others_pct,
         opt(f.relay_rss_mib, 1),
         first_error.map(|e| format!(" | first error: {e}")).unwrap_or_default(),
@@ -144,8 +149,8 @@ pub fn markdown(args: &Args, results: &[(Case, Vec<Outcome>)], took: Duration) -
             "### {} — concurrency {}, {} streams × {} chunks, {} ms apart, in {} rounds per target\n",
             case.name, case.concurrency, case.streams, case.chunks, case.gap_ms, case.rounds
         );
-        let _ = writeln!(md, "| target | ok | failed | streams/s | TTFB p50 | TTFB p99 | added TTFB p50 | added TTFB p99 | TTLB p50 | TTLB p99 | added TTLB p50 | relay CPU µs/chunk | upstream CPU µs/chunk | relay peak RSS MiB | relay writes /chunk | machine busy | of which others | connect p99 |");
-        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(md, "| target | ok | failed | streams/s | TTFB p50 | TTFB p99 | added TTFB p50 | added TTFB p99 | TTLB p50 | TTLB p99 | added TTLB p50 | added TTLB p99 | relay CPU µs/chunk | relay peak RSS MiB |");
+        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         let direct = outcomes.iter().find(|o| o.target == Target::Direct).map(|o| figures(case, o));
         for o in outcomes {
             let f = figures(case, o);
@@ -154,14 +159,27 @@ pub fn markdown(args: &Args, results: &[(Case, Vec<Outcome>)], took: Duration) -
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.0} % | {:.0} % | {} |",
+                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 o.target.label(), f.ok, f.failed, f.per_sec,
                 ms(f.ttfb_p50), ms(f.ttfb_p99),
                 added(f.ttfb_p50, |d| d.ttfb_p50), added(f.ttfb_p99, |d| d.ttfb_p99),
-                ms(f.ttlb_p50), ms(f.ttlb_p99), added(f.ttlb_p50, |d| d.ttlb_p50),
-                opt(f.relay_cpu_us, 2), f.upstream_cpu_us, opt(f.relay_rss_mib, 1), syscalls(f.relay_syscalls), f.machine_busy_pct, f.others_pct, ms(f.connect_p99),
+                ms(f.ttlb_p50), ms(f.ttlb_p99), added(f.ttlb_p50, |d| d.ttlb_p50), added(f.ttlb_p99, |d| d.ttlb_p99),
+                opt(f.relay_cpu_us, 2), opt(f.relay_rss_mib, 1),
             );
         }
+        let _ = writeln!(md, "\n<details><summary>machine figures for {}</summary>\n", case.name);
+        let _ = writeln!(md, "| target | upstream CPU µs/chunk | relay write calls /chunk | machine busy | of which irq+softirq | of which outside the benchmark | connect p99 ms (not in TTFB) |");
+        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|");
+        for o in outcomes {
+            let f = figures(case, o);
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} | {} | {:.0} % | {:.0} % | {:.0} % | {} |",
+                o.target.label(), f.upstream_cpu_us, syscalls(f.relay_syscalls),
+                f.machine_busy_pct, f.softirq_pct, f.others_pct, ms(f.connect_p99),
+            );
+        }
+        let _ = writeln!(md, "\n</details>");
         let errors: Vec<String> = outcomes
             .iter()
             .filter_map(|o| o.samples.iter().find_map(|s| s.error.clone()).map(|e| format!("{}: {e}", o.target.label())))

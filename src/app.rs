@@ -1,5 +1,6 @@
 //! Wires a validated [`Config`] into a running engine and server.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -94,24 +95,53 @@ pub async fn bind(config: &Config) -> Result<TcpListener, Error> {
         })
 }
 
-/// Serves on `listener` until `shutdown` is cancelled.
+/// Serves on `listener` until `shutdown` is cancelled: then stops accepting,
+/// lets running streams go on for `server.shutdown_grace_ms`, ends the rest
+/// with an error event, and returns.
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     use axum::serve::ListenerExt;
+    let metrics = crate::telemetry::install();
+    let upkeep = metrics.clone();
+    let upkeep_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => upkeep.run_upkeep(),
+                () = upkeep_stop.cancelled() => break,
+            }
+        }
+    });
     let state = AppState {
         engine: engine(config)?,
         limits: config.limits,
+        streams: Arc::new(tokio::sync::Semaphore::new(config.limits.max_streams)),
+        shutdown: shutdown.clone(),
+        grace: config.limits.shutdown_grace,
+        metrics,
     };
     let listener = listener.tap_io(|tcp| {
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, server::app(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(Error::Serve)
+    let server = axum::serve(listener, server::app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    // Streams end themselves at the grace deadline; this bound covers
+    // connections that would still not close after that.
+    let hard_stop = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(config.limits.shutdown_grace + std::time::Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(Error::Serve)?,
+        () = hard_stop => tracing::warn!("connections still open after the grace period; closing them"),
+    }
+    tracing::info!("server stopped");
+    Ok(())
 }

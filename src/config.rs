@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::kb::SearchParams;
-use crate::llm::{Backoff, Dialect, Secret, Settings};
+use crate::llm::{Backoff, Dialect, Fallback, Secret, Settings};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,10 @@ pub struct RawServer {
     pub max_messages: usize,
     /// Longest accepted message, in characters.
     pub max_message_chars: usize,
+    /// Most answer streams open at once; more get a 503.
+    pub max_streams: usize,
+    /// How long running streams may go on after a shutdown signal, ms.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for RawServer {
@@ -65,6 +69,8 @@ impl Default for RawServer {
             max_body_bytes: 1024 * 1024,
             max_messages: 100,
             max_message_chars: 32_000,
+            max_streams: 2048,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -97,6 +103,22 @@ pub struct RawLlm {
     pub backoff_ms: u64,
     /// Longest retry delay (and `Retry-After` cap), ms.
     pub max_backoff_ms: u64,
+    /// Providers tried in order when this one fails before the first byte.
+    pub fallbacks: Vec<RawFallback>,
+}
+
+/// One `[[llm.fallbacks]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFallback {
+    /// Base URL up to `/v1`.
+    pub base_url: String,
+    /// API key, if the provider needs one.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Model to ask for there; unset keeps the configured model.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 impl Default for RawLlm {
@@ -114,6 +136,7 @@ impl Default for RawLlm {
             retries: 2,
             backoff_ms: 250,
             max_backoff_ms: 5_000,
+            fallbacks: Vec::new(),
         }
     }
 }
@@ -267,6 +290,10 @@ pub struct Limits {
     pub max_messages: usize,
     /// Longest message, characters.
     pub max_message_chars: usize,
+    /// Most open answer streams.
+    pub max_streams: usize,
+    /// Grace period for running streams at shutdown.
+    pub shutdown_grace: Duration,
 }
 
 /// Where documents come from and how they are searched.
@@ -351,6 +378,9 @@ impl RawConfig {
                 self.kb.min_score
             ));
         }
+        if self.server.max_streams == 0 {
+            problems.push("server.max_streams must be at least 1".into());
+        }
         if self.kb.top_k == 0 {
             problems.push("kb.top_k must be at least 1".into());
         }
@@ -363,6 +393,8 @@ impl RawConfig {
                 max_body_bytes: self.server.max_body_bytes,
                 max_messages: self.server.max_messages,
                 max_message_chars: self.server.max_message_chars,
+                max_streams: self.server.max_streams,
+                shutdown_grace: Duration::from_millis(self.server.shutdown_grace_ms),
             },
             llm,
             chat: self.chat.clone(),
@@ -424,6 +456,24 @@ impl RawConfig {
                 base: Duration::from_millis(llm.backoff_ms),
                 max: Duration::from_millis(llm.max_backoff_ms.max(llm.backoff_ms)),
             },
+            fallbacks: llm
+                .fallbacks
+                .iter()
+                .enumerate()
+                .map(|(n, f)| {
+                    if reqwest::Url::parse(&f.base_url).is_err() {
+                        problems.push(format!(
+                            "llm.fallbacks[{n}].base_url `{}` is not a URL",
+                            f.base_url
+                        ));
+                    }
+                    Fallback {
+                        base_url: f.base_url.trim().trim_end_matches('/').to_owned(),
+                        api_key: f.api_key.clone().filter(|k| !k.expose().trim().is_empty()),
+                        model: f.model.clone().filter(|m| !m.trim().is_empty()),
+                    }
+                })
+                .collect(),
         })
     }
 

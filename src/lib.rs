@@ -5,7 +5,7 @@
 //! - [`tools`]: configured tools the model may call.
 //! - [`kb`]: knowledge-base stores behind the [`kb::KnowledgeBase`] trait.
 //! - [`server`]: the HTTP routes and their wire formats.
-//! - [`config`], [`app`], [`cli`], [`shutdown`]: loading, wiring, commands, signals.
+//! - [`config`], [`app`], [`cli`], [`shutdown`], [`telemetry`]: loading, wiring, commands, signals, metrics.
 
 pub mod app;
 pub mod cli;
@@ -15,4 +15,5 @@ pub mod kb;
 pub mod llm;
 pub mod server;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tools;

@@ -68,7 +68,7 @@ impl Engine {
     pub fn answer(
         self: &Arc<Self>,
         conversation: Vec<Message>,
-    ) -> impl Stream<Item = Event> + Send + 'static {
+    ) -> impl Stream<Item = Event> + Send + 'static + use<> {
         let engine = Arc::clone(self);
         async_stream::stream! {
             match &engine.llm {
@@ -158,7 +158,7 @@ impl Engine {
             tool: None,
             message: "no language model is configured: answering from the knowledge base".into(),
         }];
-        let hits = match kb.search(question, &self.search).await {
+        let hits = match crate::kb::timed_search(kb.as_ref(), question, &self.search).await {
             Ok(hits) => hits,
             Err(err) => {
                 tracing::error!(error = %err, "knowledge-base search failed");

@@ -73,6 +73,18 @@ pub struct Hit {
     pub score: f32,
 }
 
+/// Searches `kb` and records the latency metric.
+pub async fn timed_search(
+    kb: &dyn KnowledgeBase,
+    query: &str,
+    params: &SearchParams,
+) -> Result<Vec<Hit>, Error> {
+    let started = std::time::Instant::now();
+    let result = kb.search(query, params).await;
+    metrics::histogram!(crate::telemetry::KB_SEARCH).record(started.elapsed().as_secs_f64());
+    result
+}
+
 /// A searchable store of documents.
 #[async_trait]
 pub trait KnowledgeBase: Send + Sync {

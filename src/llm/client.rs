@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use tokio::time::{Instant, timeout};
 
-use super::settings::Settings;
+use super::settings::{Secret, Settings};
 use super::sse::Decoder;
 use super::turn::{Payload, Turn, TurnError, TurnEvent, TurnState, excerpt, parse_frame};
 use super::wire::Request;
@@ -80,48 +80,87 @@ impl Error {
     }
 }
 
-/// A pooled HTTP client bound to one provider.
+/// One provider endpoint: where to post and how to authenticate.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// `{base_url}/chat/completions`.
+    url: String,
+    /// `Authorization` header, marked sensitive.
+    auth: Option<HeaderValue>,
+    /// The key, to scrub from error text.
+    key: Option<Secret>,
+    /// Model override (fallbacks only).
+    model: Option<String>,
+}
+
+impl Endpoint {
+    fn new(base_url: &str, key: Option<&Secret>, model: Option<String>) -> Result<Self, Error> {
+        let auth = key
+            .map(|key| {
+                let mut value =
+                    HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
+                        Error::Settings(
+                            "an API key contains characters not allowed in a header".into(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Ok::<_, Error>(value)
+            })
+            .transpose()?;
+        Ok(Self {
+            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            auth,
+            key: key.cloned(),
+            model,
+        })
+    }
+
+    /// Removes the API key from text that may have echoed it.
+    fn redact(&self, text: &str) -> String {
+        match &self.key {
+            Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "***"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+/// A pooled HTTP client bound to a provider and its fallbacks.
 #[derive(Debug, Clone)]
 pub struct Client {
     /// The connection pool.
     http: reqwest::Client,
     /// Where and how to call.
     settings: Settings,
-    /// `{base_url}/chat/completions`.
-    url: String,
+    /// The provider first, then its fallbacks.
+    endpoints: Vec<Endpoint>,
 }
 
 impl Client {
     /// Builds a client; the pool is shared by every clone.
     pub fn new(settings: Settings) -> Result<Self, Error> {
-        let mut headers = HeaderMap::new();
-        if let Some(key) = &settings.api_key {
-            let mut value = format!("Bearer {}", key.expose())
-                .parse::<reqwest::header::HeaderValue>()
-                .map_err(|_| {
-                    Error::Settings(
-                        "the API key contains characters not allowed in a header".into(),
-                    )
-                })?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
         let http = reqwest::Client::builder()
-            .default_headers(headers)
             .connect_timeout(settings.connect_timeout)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("ragstream/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Settings(e.to_string()))?;
-        let url = format!(
-            "{}/chat/completions",
-            settings.base_url.trim_end_matches('/')
-        );
+        let mut endpoints = vec![Endpoint::new(
+            &settings.base_url,
+            settings.api_key.as_ref(),
+            None,
+        )?];
+        for fallback in &settings.fallbacks {
+            endpoints.push(Endpoint::new(
+                &fallback.base_url,
+                fallback.api_key.as_ref(),
+                fallback.model.clone(),
+            )?);
+        }
         Ok(Self {
             http,
             settings,
-            url,
+            endpoints,
         })
     }
 
@@ -130,49 +169,86 @@ impl Client {
         &self.settings
     }
 
-    /// Starts a turn, retrying failures that happen before the first byte.
+    /// Starts a turn, retrying failures that happen before the first byte,
+    /// then trying each fallback provider in turn.
     pub async fn open(&self, request: &Request<'_>) -> Result<TurnStream, Error> {
-        let body = serde_json::to_vec(request).map_err(|e| Error::Settings(e.to_string()))?;
-        let body = Bytes::from(body);
+        let mut last_error = None;
+        for (n, endpoint) in self.endpoints.iter().enumerate() {
+            if n > 0 {
+                tracing::warn!(url = %endpoint.url, "falling back to the next provider");
+            }
+            match self.open_at(endpoint, request).await {
+                Ok(stream) => return Ok(stream),
+                // A malformed request fails the same everywhere.
+                Err(
+                    err @ Error::Status {
+                        status: 400 | 413 | 422,
+                        ..
+                    },
+                ) => return Err(err),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.expect("there is always at least one endpoint"))
+    }
+
+    /// Tries one endpoint with retries.
+    async fn open_at(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request<'_>,
+    ) -> Result<TurnStream, Error> {
+        let body = match &endpoint.model {
+            Some(model) => serde_json::to_vec(&Request {
+                model,
+                ..request.clone()
+            }),
+            None => serde_json::to_vec(request),
+        };
+        let body = Bytes::from(body.map_err(|e| Error::Settings(e.to_string()))?);
         let mut attempt = 0;
         loop {
-            match self.attempt(body.clone()).await {
+            let result = self.attempt(endpoint, body.clone()).await;
+            let err = match result {
                 Ok(stream) => return Ok(stream),
-                Err(err) if err.retryable() && attempt < self.settings.retries => {
-                    let delay = self.settings.backoff.delay(attempt, retry_after(&err));
-                    tracing::warn!(attempt, error = %err, delay_ms = delay.as_millis() as u64, "retrying model provider");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(err) => return Err(err),
+                Err(err) => err,
+            };
+            metrics::counter!(crate::telemetry::UPSTREAM_ERRORS, "kind" => err.code()).increment(1);
+            if !err.retryable() || attempt >= self.settings.retries {
+                return Err(err);
             }
+            let delay = self.settings.backoff.delay(attempt, retry_after(&err));
+            tracing::warn!(attempt, error = %err, delay_ms = delay.as_millis() as u64, "retrying model provider");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
     }
 
     /// One try: send, check the status, wait for the first body bytes.
-    async fn attempt(&self, body: Bytes) -> Result<TurnStream, Error> {
+    async fn attempt(&self, endpoint: &Endpoint, body: Bytes) -> Result<TurnStream, Error> {
         let limit = self.settings.first_byte_timeout;
         let started = Instant::now();
-        let send = self
+        let mut builder = self
             .http
-            .post(&self.url)
+            .post(&endpoint.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .body(body)
-            .send();
-        let mut response = match timeout(limit, send).await {
+            .body(body);
+        if let Some(auth) = &endpoint.auth {
+            builder = builder.header(AUTHORIZATION, auth.clone());
+        }
+        let mut response = match timeout(limit, builder.send()).await {
             Err(_) => return Err(Error::FirstByteTimeout(limit)),
-            Ok(Err(err)) => return Err(self.network_error(&err)),
+            Ok(Err(err)) => return Err(network_error(endpoint, &err)),
             Ok(Ok(response)) => response,
         };
-        let status = response.status();
-        if !status.is_success() {
-            return Err(self.status_error(response).await);
+        if !response.status().is_success() {
+            return Err(status_error(endpoint, response).await);
         }
         let remaining = limit.saturating_sub(started.elapsed());
         let first = match timeout(remaining, response.chunk()).await {
             Err(_) => return Err(Error::FirstByteTimeout(limit)),
-            Ok(Err(err)) => return Err(self.network_error(&err)),
+            Ok(Err(err)) => return Err(network_error(endpoint, &err)),
             Ok(Ok(first)) => first,
         };
         let mut stream = TurnStream {
@@ -187,50 +263,42 @@ impl Client {
         }
         Ok(stream)
     }
+}
 
-    fn network_error(&self, err: &reqwest::Error) -> Error {
-        let reason = self.redact(&error_chain(err));
-        if err.is_connect() || err.is_request() && !err.is_body() {
-            Error::Connect {
-                url: self.url.clone(),
-                reason,
-            }
-        } else {
-            Error::Interrupted(reason)
+fn network_error(endpoint: &Endpoint, err: &reqwest::Error) -> Error {
+    let reason = endpoint.redact(&error_chain(err));
+    if err.is_connect() || err.is_request() && !err.is_body() {
+        Error::Connect {
+            url: endpoint.url.clone(),
+            reason,
         }
+    } else {
+        Error::Interrupted(reason)
     }
+}
 
-    async fn status_error(&self, response: reqwest::Response) -> Error {
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|secs| secs.is_finite() && *secs >= 0.0)
-            .map(Duration::from_secs_f64);
-        let body = timeout(Duration::from_secs(5), response.bytes()).await;
-        let body = body.ok().and_then(Result::ok).unwrap_or_default();
-        let message = provider_message(&body).unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("no reason given")
-                .to_owned()
-        });
-        Error::Status {
-            status: status.as_u16(),
-            message: self.redact(&message),
-            retry_after: retry_after
-                .filter(|_| status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()),
-        }
-    }
-
-    /// Removes the API key from text that may have echoed it.
-    fn redact(&self, text: &str) -> String {
-        match &self.settings.api_key {
-            Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "***"),
-            _ => text.to_owned(),
-        }
+async fn status_error(endpoint: &Endpoint, response: reqwest::Response) -> Error {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(Duration::from_secs_f64);
+    let body = timeout(Duration::from_secs(5), response.bytes()).await;
+    let body = body.ok().and_then(Result::ok).unwrap_or_default();
+    let message = provider_message(&body).unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("no reason given")
+            .to_owned()
+    });
+    Error::Status {
+        status: status.as_u16(),
+        message: endpoint.redact(&message),
+        retry_after: retry_after
+            .filter(|_| status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()),
     }
 }
 

@@ -13,6 +13,6 @@ pub mod wire;
 
 pub use assemble::ToolCall;
 pub use client::{Client, Error, TurnStream};
-pub use settings::{Backoff, Dialect, Secret, Settings};
+pub use settings::{Backoff, Dialect, Fallback, Secret, Settings};
 pub use turn::{Turn, TurnEvent};
 pub use wire::{Message, Role, Usage};

@@ -99,6 +99,19 @@ pub struct Settings {
     pub retries: u32,
     /// Delay between retries.
     pub backoff: Backoff,
+    /// Providers tried in order when this one fails before the first byte.
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// Another provider to try when the main one cannot start a turn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fallback {
+    /// Base URL up to `/v1`.
+    pub base_url: String,
+    /// Bearer token, if the provider needs one.
+    pub api_key: Option<Secret>,
+    /// Model to ask for there; `None` keeps the model of the request.
+    pub model: Option<String>,
 }
 
 #[cfg(test)]

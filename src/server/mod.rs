@@ -1,26 +1,35 @@
 //! The HTTP surfaces: axum routes over one shared [`Engine`].
 
 pub mod error;
+pub mod guard;
 pub mod request;
 pub mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, State};
-use axum::http::{HeaderValue, Request, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, State};
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnEos, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::config::Limits;
-use crate::engine::Engine;
+use crate::engine::{Engine, Event};
+use crate::telemetry;
 use error::ApiError;
+use guard::Guarded;
 use request::ChatBody;
 
 /// State shared by every handler.
@@ -30,6 +39,14 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Request limits.
     pub limits: Limits,
+    /// One permit per open answer stream (`server.max_streams`).
+    pub streams: Arc<Semaphore>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// How long running streams may go on after shutdown starts.
+    pub grace: Duration,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
 }
 
 /// A JSON body whose rejections become [`ApiError`]s.
@@ -44,17 +61,23 @@ pub fn app(state: AppState) -> Router {
         .route("/api/chat", post(chat))
         .route("/api/python", post(python))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn(count_requests))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<Body>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .on_eos(DefaultOnEos::new().level(Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
@@ -65,8 +88,7 @@ async fn chat(
     State(app): State<AppState>,
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
-    let conversation = body.into_conversation(&app.limits)?;
-    let events = app.engine.answer(conversation).map(wire::to_sse);
+    let events = answer(&app, body)?.map(wire::to_sse);
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response();
@@ -82,11 +104,7 @@ async fn python(
     State(app): State<AppState>,
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
-    let conversation = body.into_conversation(&app.limits)?;
-    let chunks = app
-        .engine
-        .answer(conversation)
-        .filter_map(|e| async move { wire::to_text(e) });
+    let chunks = answer(&app, body)?.filter_map(|e| std::future::ready(wire::to_text(e)));
     Ok((
         [
             (
@@ -104,6 +122,30 @@ async fn python(
         .into_response())
 }
 
+/// Checks the body, takes a stream slot, and starts the answer.
+fn answer(app: &AppState, body: ChatBody) -> Result<impl Stream<Item = Event> + use<>, ApiError> {
+    let conversation = body.into_conversation(&app.limits)?;
+    if app.shutdown.is_cancelled() {
+        return Err(ApiError::unavailable(
+            "shutting_down",
+            "the server is shutting down; ask again in a moment",
+        ));
+    }
+    let permit = Arc::clone(&app.streams).try_acquire_owned().map_err(|_| {
+        ApiError::unavailable(
+            "overloaded",
+            "too many answers are streaming right now (server.max_streams); retry in a moment",
+        )
+    })?;
+    let events = app.engine.answer(conversation);
+    Ok(Guarded::new(
+        events,
+        permit,
+        app.shutdown.clone(),
+        app.grace,
+    ))
+}
+
 /// `GET /healthz`: the process is alive.
 async fn healthz(State(app): State<AppState>) -> Json<serde_json::Value> {
     let mode = if app.engine.has_model() {
@@ -112,4 +154,47 @@ async fn healthz(State(app): State<AppState>) -> Json<serde_json::Value> {
         "retrieval_only"
     };
     Json(json!({"status": "ok", "mode": mode}))
+}
+
+/// `GET /readyz`: the knowledge base answers and the server is not draining.
+async fn readyz(State(app): State<AppState>) -> Response {
+    if app.shutdown.is_cancelled() {
+        let body = json!({"status": "draining"});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    let kb = match app.engine.knowledge_base() {
+        None => Ok("none"),
+        Some(kb) => kb.ready().await.map(|()| "ok"),
+    };
+    match kb {
+        Ok(kb) => Json(json!({"status": "ready", "kb": kb})).into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            let body = json!({"status": "not_ready", "kb": err.to_string()});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+/// Counts requests by route and status.
+async fn count_requests(request: Request<Body>, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(telemetry::REQUESTS, "endpoint" => endpoint, "status" => status).increment(1);
+    response
 }

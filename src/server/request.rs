@@ -145,6 +145,8 @@ mod tests {
         max_body_bytes: 1024,
         max_messages: 3,
         max_message_chars: 10,
+        max_streams: 1,
+        shutdown_grace: std::time::Duration::ZERO,
     };
 
     fn check(body: &str) -> Result<Vec<Message>, ApiError> {

@@ -66,9 +66,7 @@ impl Tool for KnowledgeBaseTool {
 
     async fn call(&self, arguments: &serde_json::Map<String, Value>) -> Result<Output, Error> {
         let query = self.query(arguments)?;
-        let hits = self
-            .kb
-            .search(query, &self.params)
+        let hits = crate::kb::timed_search(self.kb.as_ref(), query, &self.params)
             .await
             .map_err(|err| Error::Failed {
                 name: self.spec.name.clone(),

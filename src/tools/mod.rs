@@ -152,9 +152,21 @@ impl Registry {
     pub async fn run(&self, call: ToolCall) -> CallResult {
         let started = Instant::now();
         let output = self.dispatch(&call).await;
-        if let Err(err) = &output {
-            tracing::warn!(tool = %call.name, id = %call.id, error = %err, "tool call failed");
-        }
+        let outcome = match &output {
+            Ok(_) => "ok",
+            Err(err) => {
+                tracing::warn!(tool = %call.name, id = %call.id, error = %err, "tool call failed");
+                "error"
+            }
+        };
+        // Label by configured name only, so a model inventing names cannot grow the series.
+        let tool = if self.get(&call.name).is_some() {
+            call.name.clone()
+        } else {
+            "unknown".into()
+        };
+        metrics::counter!(crate::telemetry::TOOL_CALLS, "tool" => tool, "outcome" => outcome)
+            .increment(1);
         CallResult {
             call,
             output,

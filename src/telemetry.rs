@@ -1,0 +1,72 @@
+//! Prometheus metrics through the `metrics` facade.
+//!
+//! Every name lives here. Nothing is recorded per chunk: streams record once
+//! at their first byte and once at their end.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// HTTP requests by `endpoint` and `status`.
+pub const REQUESTS: &str = "ragstream_http_requests_total";
+/// Answer streams currently open.
+pub const ACTIVE_STREAMS: &str = "ragstream_active_streams";
+/// Answer streams ended, by `outcome` (`done`, `error`, `cancelled`, `shutdown`).
+pub const STREAMS: &str = "ragstream_streams_total";
+/// From the request to the first event of its stream.
+pub const TIME_TO_FIRST_BYTE: &str = "ragstream_time_to_first_byte_seconds";
+/// From the request to the end of its stream.
+pub const STREAM_DURATION: &str = "ragstream_stream_duration_seconds";
+/// Tool calls by `tool` and `outcome` (`ok`, `error`).
+pub const TOOL_CALLS: &str = "ragstream_tool_calls_total";
+/// Failed model-provider attempts by `kind` (the error code), retried or not.
+pub const UPSTREAM_ERRORS: &str = "ragstream_upstream_errors_total";
+/// Knowledge-base search latency.
+pub const KB_SEARCH: &str = "ragstream_kb_search_seconds";
+
+/// Latency buckets in seconds, from 1 ms to 2 minutes.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .expect("the bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(REQUESTS, "HTTP requests by endpoint and status");
+    metrics::describe_gauge!(ACTIVE_STREAMS, "answer streams currently open");
+    metrics::describe_counter!(STREAMS, "answer streams ended, by outcome");
+    metrics::describe_histogram!(
+        TIME_TO_FIRST_BYTE,
+        metrics::Unit::Seconds,
+        "request to first event"
+    );
+    metrics::describe_histogram!(
+        STREAM_DURATION,
+        metrics::Unit::Seconds,
+        "request to end of stream"
+    );
+    metrics::describe_counter!(TOOL_CALLS, "tool calls by tool and outcome");
+    metrics::describe_counter!(UPSTREAM_ERRORS, "failed model-provider attempts by kind");
+    metrics::describe_histogram!(
+        KB_SEARCH,
+        metrics::Unit::Seconds,
+        "knowledge-base search latency"
+    );
+}

@@ -1,0 +1,206 @@
+//! The `ragstream` binary as a user runs it.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::{Reply, Upstream};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The binary with a clean environment, run from the repository root.
+fn ragstream() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ragstream"));
+    command
+        .current_dir(ROOT)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OPENAI_")
+            || key.starts_with("RAGSTREAM_")
+            || key.starts_with("MINIMAX_")
+        {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run(command: &mut Command) -> (Output, String, String) {
+    let output = command.output().unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    (output, stdout, stderr)
+}
+
+#[test]
+fn check_config_masks_the_key_and_shows_env_overrides() {
+    let (output, stdout, _) = run(ragstream()
+        .args(["check-config", "--config", "examples/autism.toml"])
+        .env("OPENAI_API_KEY", "sk-abcdef1234567890")
+        .env("OPENAI_MODEL", "deepseek-chat")
+        .env("RAGSTREAM_LLM__DIALECT", "functions"));
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        !stdout.contains("abcdef1234567890"),
+        "the key leaked:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("api_key = \"sk-*** (19 chars)\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("model = \"deepseek-chat\""), "{stdout}");
+    assert!(stdout.contains("dialect = \"functions\""), "{stdout}");
+    assert!(
+        stdout.contains("ok: the configuration is valid"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_says_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[chat]\nmax_steps = 0\n[kb]\njsonl = \"missing.jsonl\"\n",
+    )
+    .unwrap();
+    let (output, stdout, _) = run(ragstream().arg("check-config").arg("--config").arg(&path));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout.contains("chat.max_steps must be at least 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("kb.jsonl: missing.jsonl is not a file"),
+        "{stdout}"
+    );
+
+    std::fs::write(&path, "[llm]\nmodle = \"typo\"\n").unwrap();
+    let (output, stdout, _) = run(ragstream().arg("check-config").arg("--config").arg(&path));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout.contains("unknown field") && stdout.contains("modle"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_dotenv_file_in_the_working_directory_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "OPENAI_API_KEY=sk-from-dotenv\n").unwrap();
+    std::fs::copy(
+        format!("{ROOT}/tests/fixtures/kb.jsonl"),
+        dir.path().join("kb.jsonl"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ragstream.toml"),
+        "[kb]\njsonl = \"kb.jsonl\"\n",
+    )
+    .unwrap();
+    let (output, stdout, _) = run(ragstream().arg("check-config").current_dir(dir.path()));
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("api_key = \"sk-*** (14 chars)\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("config file: ragstream.toml"), "{stdout}");
+}
+
+#[test]
+fn ask_without_a_model_answers_from_the_knowledge_base() {
+    let (output, stdout, stderr) =
+        run(ragstream().args(["ask", "--config", "examples/autism.toml", "孩子自伤怎么办"]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.starts_with("【知识库回答】"), "{stdout}");
+    assert!(stderr.contains("[1] "), "sources go to stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn ask_streams_the_answer_to_stdout_and_status_to_stderr() {
+    let upstream = Upstream::start(vec![
+        Reply::tool_call("c1", "autism_expert", &["{\"question\":\"自伤\"}"]),
+        Reply::answer(&["先保证", "安全。"]),
+    ])
+    .await;
+    let mut command = ragstream();
+    command
+        .args(["ask", "--config", "examples/autism.toml", "孩子自伤怎么办"])
+        .env("OPENAI_BASE_URL", &upstream.base_url)
+        .env("OPENAI_API_KEY", "sk-test");
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(stdout, "先保证安全。\n");
+    assert!(stderr.contains("[正在查询知识库…]"), "{stderr}");
+    assert!(stderr.contains("[1] 自闭症孩子自伤怎么办？"), "{stderr}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["ask", "--help"],
+        vec!["check-config", "--help"],
+    ] {
+        let (output, stdout, _) = run(ragstream().args(&args));
+        assert!(output.status.success(), "{args:?}");
+        assert!(stdout.contains("Usage: ragstream"), "{args:?}: {stdout}");
+    }
+}
+
+#[tokio::test]
+async fn serve_exits_cleanly_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = tokio::process::Command::from({
+        let mut c = ragstream();
+        c.args([
+            "serve",
+            "--config",
+            "examples/autism.toml",
+            "--addr",
+            "127.0.0.1:0",
+        ]);
+        c
+    });
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve exited before listening");
+        if let Some(url) = line.strip_prefix("ragstream listening on ") {
+            break url.to_owned();
+        }
+    };
+    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("serve did not stop on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,234 @@
+//! Operating the server: limits, shutdown, readiness, metrics, fallbacks,
+//! slow clients.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ragstream::config::RawFallback;
+use serde_json::{Value, json};
+use support::upstream::content;
+use support::{Reply, Step, Upstream, answer, chat, config, last, start};
+
+fn ask() -> Value {
+    json!({"content": "孩子不说话怎么办"})
+}
+
+/// A long answer: `n` chunks, `gap` apart.
+fn long_answer(n: usize, gap: Duration) -> Reply {
+    let pieces: Vec<String> = (0..n).map(|i| format!("第{i}句。")).collect();
+    let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    Reply::answer(&pieces).paced(gap)
+}
+
+#[tokio::test]
+async fn a_flood_beyond_max_streams_gets_a_clear_503() {
+    let upstream = Upstream::start(vec![
+        long_answer(50, Duration::from_millis(20)),
+        Reply::answer(&["后来"]),
+    ])
+    .await;
+    let mut raw = config(&upstream.base_url);
+    raw.server.max_streams = 1;
+    let server = start(raw).await;
+
+    let mut first = support::post(&server, "/api/chat", ask()).await;
+    first.chunk().await.unwrap();
+    let second = support::post(&server, "/api/chat", ask()).await;
+
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_streams")
+    );
+
+    drop(first);
+    assert!(upstream.wait_all_closed(Duration::from_secs(1)).await);
+    // The slot is free again once the first stream is gone.
+    let mut third = None;
+    for _ in 0..50 {
+        let response = support::post(&server, "/api/chat", ask()).await;
+        if response.status() == 200 {
+            third = Some(support::read_events(response).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(answer(&third.expect("the slot was released")), "后来");
+}
+
+#[tokio::test]
+async fn shutdown_lets_streams_finish_within_the_grace_period_then_ends_them() {
+    let upstream = Upstream::start(vec![
+        long_answer(3, Duration::from_millis(30)),
+        long_answer(1000, Duration::from_millis(20)),
+    ])
+    .await;
+    let mut raw = config(&upstream.base_url);
+    raw.server.shutdown_grace_ms = 1_000;
+    let server = start(raw).await;
+
+    let short = support::post(&server, "/api/chat", ask()).await;
+    let long = support::post(&server, "/api/chat", ask()).await;
+    server.shutdown.cancel();
+
+    let short = support::read_events(short).await;
+    assert_eq!(
+        last(&short).event,
+        "done",
+        "a stream that ends within the grace period ends normally"
+    );
+    let long = support::read_events(long).await;
+    assert_eq!(last(&long).event, "error");
+    assert_eq!(last(&long).data["code"], "shutting_down");
+    assert!(
+        answer(&long).starts_with("第0句。"),
+        "the stream ran until the deadline"
+    );
+    assert!(
+        upstream.wait_all_closed(Duration::from_secs(1)).await,
+        "the upstream request was cancelled"
+    );
+
+    let refused = reqwest::Client::new()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await;
+    assert!(refused.is_err(), "no new connections after shutdown");
+}
+
+#[tokio::test]
+async fn readyz_reports_ready_then_draining() {
+    let upstream = Upstream::start(vec![long_answer(1000, Duration::from_millis(20))]).await;
+    let mut raw = config(&upstream.base_url);
+    raw.server.shutdown_grace_ms = 2_000;
+    let server = start(raw).await;
+    let client = reqwest::Client::new();
+
+    let ready = client
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "ready", "kb": "ok"})
+    );
+
+    // Keep a connection busy so the server stays up while draining.
+    let mut stream = support::post(&server, "/api/chat", ask()).await;
+    stream.chunk().await.unwrap();
+    let probe = reqwest::Client::new();
+    let before = probe
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), 200);
+    server.shutdown.cancel();
+    let during = probe.get(format!("{}/readyz", server.url)).send().await;
+    if let Ok(during) = during {
+        assert_eq!(
+            during.status(),
+            503,
+            "a kept-alive probe sees the server draining"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_streams_tools_and_upstream_errors() {
+    let upstream = Upstream::start(vec![
+        Reply::Status(502, vec![], "bad gateway".into()),
+        Reply::tool_call("c1", "autism_expert", &["{\"question\":\"自伤\"}"]),
+        Reply::answer(&["好"]),
+    ])
+    .await;
+    let server = start(config(&upstream.base_url)).await;
+
+    chat(&server, ask()).await;
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    for expected in [
+        "ragstream_http_requests_total{endpoint=\"/api/chat\",status=\"200\"}",
+        "ragstream_streams_total{outcome=\"done\"}",
+        "ragstream_active_streams",
+        "ragstream_time_to_first_byte_seconds_bucket",
+        "ragstream_stream_duration_seconds_bucket",
+        "ragstream_tool_calls_total{tool=\"autism_expert\",outcome=\"ok\"}",
+        "ragstream_upstream_errors_total{kind=\"upstream_unavailable\"}",
+        "ragstream_kb_search_seconds_bucket",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_provider_falls_back_to_the_next_one() {
+    let primary = Upstream::start(vec![
+        Reply::Status(503, vec![], "down".into()),
+        Reply::Status(503, vec![], "down".into()),
+    ])
+    .await;
+    let backup = Upstream::start(vec![Reply::answer(&["备用"])]).await;
+    let mut raw = config(&primary.base_url);
+    raw.llm.retries = 1;
+    raw.llm.fallbacks = vec![RawFallback {
+        base_url: backup.base_url.clone(),
+        api_key: Some(ragstream::llm::Secret::new("sk-backup")),
+        model: Some("backup-model".into()),
+    }];
+    let server = start(raw).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(answer(&events), "备用");
+    assert_eq!(primary.requests().len(), 2);
+    assert_eq!(backup.requests()[0]["model"], "backup-model");
+    assert_eq!(backup.headers(0)["authorization"], "Bearer sk-backup");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_holds_back_the_upstream() {
+    // 400 MB of answer: far more than the kernel's socket buffers on both hops
+    // (loopback autotuning here allows up to 32 MiB per receive buffer).
+    let chunk = Bytes::from(support::upstream::frame(
+        &content(&"长".repeat(340)).to_string(),
+    ));
+    let times = 400_000_000 / chunk.len();
+    let total = chunk.len() * times;
+    let upstream = Upstream::start(vec![Reply::Stream(vec![Step::Repeat(chunk, times)])]).await;
+    let server = start(config(&upstream.base_url)).await;
+
+    let response = support::post(&server, "/api/chat", ask()).await;
+    let mut previous = usize::MAX;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = upstream.sent_bytes();
+        if sent == previous {
+            break;
+        }
+        previous = sent;
+    }
+
+    let sent = upstream.sent_bytes();
+    eprintln!("upstream sent {sent} of {total} bytes before backpressure stopped it");
+    assert!(
+        sent < total / 3,
+        "ragstream buffered {sent} of {total} bytes for a client that reads nothing"
+    );
+    drop(response);
+    assert!(upstream.wait_all_closed(Duration::from_secs(2)).await);
+}

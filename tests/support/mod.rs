@@ -1,0 +1,153 @@
+//! Test harness: a scripted upstream, a real ragstream server on a loopback
+//! port, and an SSE client that reads named events.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+pub mod upstream;
+
+use std::time::Duration;
+
+use ragstream::config::RawConfig;
+use ragstream::llm::Secret;
+use ragstream::llm::sse::Decoder;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+#[allow(unused_imports, reason = "each test binary uses a different part")]
+pub use upstream::{Reply, Step, Upstream};
+
+/// The knowledge base the tests search.
+pub fn kb_path() -> String {
+    format!("{}/tests/fixtures/kb.jsonl", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The reference use case (examples/autism.toml) pointed at `base_url`,
+/// with short timeouts and quick retries.
+pub fn config(base_url: &str) -> RawConfig {
+    let path = format!("{}/examples/autism.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut raw: RawConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    raw.server.addr = "127.0.0.1:0".into();
+    raw.kb.jsonl = Some(kb_path().into());
+    raw.llm.base_url = Some(base_url.to_owned());
+    raw.llm.api_key = Some(Secret::new("sk-test-secret-key"));
+    raw.llm.model = "scripted-model".into();
+    raw.llm.connect_timeout_ms = 1_000;
+    raw.llm.first_byte_timeout_ms = 2_000;
+    raw.llm.idle_timeout_ms = 1_000;
+    raw.llm.retries = 2;
+    raw.llm.backoff_ms = 10;
+    raw.llm.max_backoff_ms = 200;
+    raw
+}
+
+/// A ragstream server running in this process.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Stops the server.
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts ragstream with `raw` on a free port.
+pub async fn start(raw: RawConfig) -> Server {
+    let config = raw.lift().expect("test config is valid");
+    let listener = ragstream::app::bind(&config).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        ragstream::app::serve(&config, listener, token)
+            .await
+            .unwrap()
+    });
+    Server { url, shutdown }
+}
+
+/// One named SSE event with its JSON payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    /// The `event:` name.
+    pub event: String,
+    /// The parsed `data:`.
+    pub data: Value,
+}
+
+/// Posts to `/api/chat` and reads every event until the stream ends.
+pub async fn chat(server: &Server, body: Value) -> Vec<Sse> {
+    let response = post(server, "/api/chat", body).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "chat failed: {:?}",
+        response.text().await
+    );
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    read_events(response).await
+}
+
+/// Reads SSE events from a response until it ends.
+pub async fn read_events(mut response: reqwest::Response) -> Vec<Sse> {
+    let mut decoder = Decoder::new();
+    let mut events = Vec::new();
+    let read = async {
+        while let Some(bytes) = response.chunk().await.expect("ragstream stream broke") {
+            decoder.feed(&bytes);
+            while let Some(frame) = decoder.next_frame() {
+                events.push(Sse {
+                    event: String::from_utf8(frame.event.to_vec()).unwrap(),
+                    data: serde_json::from_slice(frame.data).unwrap(),
+                });
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("ragstream left the client hanging");
+    events
+}
+
+/// Posts JSON to `path`.
+pub async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The answer text of a list of events.
+pub fn answer(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event == "delta")
+        .map(|e| e.data["text"].as_str().unwrap())
+        .collect()
+}
+
+/// The event names, in order, with consecutive `delta`s collapsed.
+pub fn names(events: &[Sse]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for e in events {
+        if !(e.event == "delta" && names.last() == Some(&"delta")) {
+            names.push(&e.event);
+        }
+    }
+    names
+}
+
+/// The last event, which must be `done` or `error`.
+pub fn last(events: &[Sse]) -> &Sse {
+    let last = events.last().expect("no events");
+    assert!(
+        last.event == "done" || last.event == "error",
+        "stream ended with {last:?}"
+    );
+    last
+}

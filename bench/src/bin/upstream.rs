@@ -8,9 +8,10 @@
 //! In `tool` mode the first call (it offers `tools` and holds no `tool` message) streams an
 //! `autism_expert` tool call split over several chunks and ends with `finish_reason:
 //! "tool_calls"`; the second call (a `tool` message, or no `tools`) streams the answer.
-//! `GET /bench/marks` returns, and clears, CLOCK_MONOTONIC stamps of each end of a tool call,
-//! each second-call arrival and each second-call first chunk, so the load generator can split
-//! the tool path into search time and second-call time.
+//! `GET /bench/marks` returns, and clears, CLOCK_MONOTONIC stamps of each request's arrival
+//! and first frame, and of each end of a tool call, second-call arrival and second-call first
+//! chunk, so the load generator can split time to first byte into request path, upstream and
+//! response path, and the tool path into search time and second-call time.
 //!
 //! Every frame is built once at start-up: the upstream must cost as little CPU as possible,
 //! because it shares two cores with the relay under test.
@@ -67,9 +68,13 @@ struct Upstream {
     marks: Arc<Mutex<Marks>>,
 }
 
-/// Stamps (ns, CLOCK_MONOTONIC) of the tool path, in the order they happened.
+/// Stamps (ns, CLOCK_MONOTONIC), in the order they happened.
 #[derive(Default, serde::Serialize)]
 struct Marks {
+    /// A chat-completion request arrived (headers read).
+    arrival: Vec<u64>,
+    /// The first frame of a reply was handed to the socket.
+    first_frame: Vec<u64>,
     /// The last frame of a tool call was handed to the socket.
     tool_end: Vec<u64>,
     /// A second call (one carrying the tool result) arrived.
@@ -126,6 +131,7 @@ async fn handle(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Reply, Infa
         return Ok(text(StatusCode::NOT_FOUND, "not found"));
     }
     let arrived = clock::now_ns();
+    up.marks.lock().expect("marks lock").arrival.push(arrived);
     let Ok(body) = req.into_body().collect().await else {
         return Ok(text(StatusCode::BAD_REQUEST, "unreadable body"));
     };
@@ -218,8 +224,13 @@ impl Body for Script {
         };
         this.next += 1;
         let last = this.next == this.frames.len();
-        if this.mark == Mark::SecondFirst && this.next == 1 {
-            this.marks.lock().expect("marks lock").second_first.push(clock::now_ns());
+        if this.next == 1 {
+            let mut marks = this.marks.lock().expect("marks lock");
+            let now = clock::now_ns();
+            marks.first_frame.push(now);
+            if this.mark == Mark::SecondFirst {
+                marks.second_first.push(now);
+            }
         }
         if this.mark == Mark::ToolEnd && last {
             this.marks.lock().expect("marks lock").tool_end.push(clock::now_ns());

@@ -47,6 +47,10 @@ pub struct Sample {
     pub ttfb: Duration,
     /// Request sent → end of body.
     pub ttlb: Duration,
+    /// CLOCK_MONOTONIC (ns) when the request was handed to the connection.
+    pub sent_ns: u64,
+    /// CLOCK_MONOTONIC (ns) of the first non-empty body frame.
+    pub first_byte_ns: u64,
     /// Time to open the keep-alive connection, for the stream that opened it.
     pub connect: Option<Duration>,
     /// Tool path only: CLOCK_MONOTONIC stamps of events seen by the client.
@@ -67,6 +71,10 @@ pub struct ToolTimes {
 /// Upstream stamps of the tool path, in order (see the upstream's `/bench/marks`).
 #[derive(Default, serde::Deserialize, Debug)]
 pub struct Marks {
+    #[serde(default)]
+    pub arrival: Vec<u64>,
+    #[serde(default)]
+    pub first_frame: Vec<u64>,
     pub tool_end: Vec<u64>,
     pub second_req: Vec<u64>,
     pub second_first: Vec<u64>,
@@ -212,6 +220,8 @@ async fn one_stream(
         .body(Full::new(spec.body.clone()))
         .expect("valid request");
     let sent = Instant::now();
+    let sent_ns = clock::now_ns();
+    let mut first_byte_ns = 0;
     let response = match sender.send_request(request).await {
         Ok(response) => response,
         Err(err) => return failed(&format!("request: {err}")),
@@ -229,7 +239,10 @@ async fn one_stream(
             Some(Err(err)) => return failed(&format!("body: {err}")),
             Some(Ok(frame)) => {
                 let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) else { continue };
-                ttfb.get_or_insert_with(|| sent.elapsed());
+                ttfb.get_or_insert_with(|| {
+                    first_byte_ns = clock::now_ns();
+                    sent.elapsed()
+                });
                 received.extend_from_slice(data);
                 if let Some(scanner) = events.as_mut() {
                     scanner.scan(&received);
@@ -252,7 +265,15 @@ async fn one_stream(
         Kind::Chat => events.as_ref().expect("chat scanner").verdict(expected),
     };
     match check {
-        Ok(()) => Sample { ok: true, ttfb, ttlb, tool: events.map(|e| e.times), ..Sample::default() },
+        Ok(()) => Sample {
+            ok: true,
+            ttfb,
+            ttlb,
+            sent_ns,
+            first_byte_ns,
+            tool: events.map(|e| e.times),
+            ..Sample::default()
+        },
         Err(error) => Sample { ok: false, error: Some(error), ttfb, ttlb, ..Sample::default() },
     }
 }

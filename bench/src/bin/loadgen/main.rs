@@ -92,7 +92,7 @@ pub struct Outcome {
     pub window: Duration,
     /// CPU time of the load generator itself during the run.
     pub loadgen_cpu: Duration,
-    /// Tool-path stamps from the upstream (`/bench/marks`), when the case is a tool case.
+    /// The upstream's stamps (`/bench/marks`) of every round, in order.
     pub marks: Option<load::Marks>,
 }
 
@@ -274,9 +274,8 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
     if let Some(err) = warm.samples.iter().find_map(|s| s.error.clone()) {
         eprintln!("         {tag}: warm-up stream failed: {err}");
     }
-    if case.tool {
-        load::marks(upstream_addr).await;
-    }
+    // Forget the warm-up's stamps.
+    load::marks(upstream_addr).await;
     Running { target, tag, upstream, upstream_addr, relay, addr, kind }
 }
 
@@ -327,7 +326,7 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
     let jiffy = Duration::from_millis(1000 / proc_stats::ticks_per_second());
     let machine_busy = jiffy * (machine_after.0 - machine_before.0) as u32;
     let machine_softirq = jiffy * (machine_after.2 - machine_before.2) as u32;
-    let marks = if case.tool { Some(load::marks(r.upstream_addr).await) } else { None };
+    let marks = Some(load::marks(r.upstream_addr).await);
     Outcome {
         target: r.target,
         samples: run.samples,
@@ -362,6 +361,8 @@ impl Outcome {
         self.loadgen_cpu += other.loadgen_cpu;
         self.marks = match (self.marks, other.marks) {
             (Some(mut a), Some(b)) => {
+                a.arrival.extend(b.arrival);
+                a.first_frame.extend(b.first_frame);
                 a.tool_end.extend(b.tool_end);
                 a.second_req.extend(b.second_req);
                 a.second_first.extend(b.second_first);

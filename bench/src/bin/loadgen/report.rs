@@ -190,9 +190,52 @@ pub fn markdown(args: &Args, results: &[(Case, Vec<Outcome>)], took: Duration) -
         let _ = writeln!(md);
     }
 
+    ttfb_split(&mut md, results);
     targets(&mut md, results);
     tool_path(&mut md, results);
     md
+}
+
+/// At concurrency 1 the n-th upstream stamp belongs to the n-th stream, so time to first byte
+/// splits into the request path (client → upstream), the upstream's own time, and the
+/// response path (upstream's first frame → client's first byte).
+fn ttfb_split(md: &mut String, results: &[(Case, Vec<Outcome>)]) {
+    let mut rows = Vec::new();
+    for (case, outcomes) in results.iter().filter(|(c, _)| !c.tool && c.concurrency == 1) {
+        for o in outcomes {
+            let Some(marks) = &o.marks else { continue };
+            if marks.arrival.len() != o.samples.len() || marks.first_frame.len() != o.samples.len() {
+                continue;
+            }
+            let mut spans: [Vec<Duration>; 3] = Default::default();
+            for ((s, &arrival), &first) in o.samples.iter().zip(&marks.arrival).zip(&marks.first_frame) {
+                if !s.ok {
+                    continue;
+                }
+                spans[0].push(Duration::from_nanos(arrival.saturating_sub(s.sent_ns)));
+                spans[1].push(Duration::from_nanos(first.saturating_sub(arrival)));
+                spans[2].push(Duration::from_nanos(s.first_byte_ns.saturating_sub(first)));
+            }
+            let [mut a, mut b, mut c] = spans;
+            rows.push(format!(
+                "| {} | {} | {} / {} | {} / {} | {} / {} |",
+                case.name, o.target.label(),
+                ms(percentile(&mut a, 50.0)), ms(percentile(&mut a, 99.0)),
+                ms(percentile(&mut b, 50.0)), ms(percentile(&mut b, 99.0)),
+                ms(percentile(&mut c, 50.0)), ms(percentile(&mut c, 99.0)),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Where time to first byte goes (concurrency 1; p50 / p99 ms)\n");
+    let _ = writeln!(md, "| case | target | request path: client → upstream | upstream: request → first frame | response path: first frame → client |");
+    let _ = writeln!(md, "|---|---|--:|--:|--:|");
+    for row in rows {
+        let _ = writeln!(md, "{row}");
+    }
+    let _ = writeln!(md);
 }
 
 /// The targets, ragstream against the minimal relay of the same case.

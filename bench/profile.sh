@@ -4,6 +4,7 @@
 # drift with other load on the machine. Run after bench/run.sh has built the binaries.
 #
 #   bench/profile.sh [GAP_MS] [STREAMS]     default: 2 ms gaps (one chunk per read), 40 streams
+#   RAGSTREAM_BIN=/path/to/ragstream bench/profile.sh    profile another build (e.g. a fix)
 #
 # Writes bench/results/callgrind/{minrelay,ragstream}.out and prints instructions per chunk
 # and the top functions (inclusive) of each.
@@ -61,4 +62,4 @@ PY
 }
 
 run_one minrelay 18351 bench/target/release/minrelay --addr 127.0.0.1:18351
-run_one ragstream 18352 target/release/ragstream serve --addr 127.0.0.1:18352 --config examples/autism.toml
+run_one ragstream 18352 "${RAGSTREAM_BIN:-target/release/ragstream}" serve --addr 127.0.0.1:18352 --config examples/autism.toml

@@ -8,8 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Backend, Config};
 use crate::engine::Engine;
-use crate::kb::KnowledgeBase;
-use crate::kb::memory::MemoryStore;
+use crate::kb::{KnowledgeBase, Store};
 use crate::server::{self, AppState};
 use crate::tools::knowledge_base::KnowledgeBaseTool;
 use crate::tools::{Registry, Spec, Tool};
@@ -36,19 +35,19 @@ pub enum Error {
     Serve(std::io::Error),
 }
 
-/// Opens the knowledge base named by the config, if any.
-pub fn open_kb(config: &Config) -> Result<Option<Arc<dyn KnowledgeBase>>, Error> {
-    let Some(path) = &config.kb.jsonl else {
-        return Ok(None);
-    };
-    let store = MemoryStore::load(path)?;
-    tracing::info!(path = %path.display(), documents = store.len(), "knowledge base loaded");
-    Ok(Some(Arc::new(store)))
+/// Opens the embedded knowledge base and seeds it with the sample when empty.
+pub async fn open_kb(config: &Config) -> Result<Store, Error> {
+    let store = crate::kb::open(&config.kb).await?;
+    if let Some(report) = crate::kb::seed_if_empty(&store, &config.kb.sample).await? {
+        tracing::info!(added = report.added, sample = %config.kb.sample.display(), "knowledge base seeded");
+    }
+    Ok(store)
 }
 
-/// Builds the engine: model client, tools and knowledge base.
-pub fn engine(config: &Config) -> Result<Arc<Engine>, Error> {
-    let kb = open_kb(config)?;
+/// Builds the engine over an open store: model client, tools, knowledge base.
+pub fn engine(config: &Config, store: &Store) -> Result<Arc<Engine>, Error> {
+    let kb: Arc<dyn KnowledgeBase> = Arc::new(store.clone());
+    let search = config.kb.search_params();
     let llm = config
         .llm
         .clone()
@@ -57,7 +56,7 @@ pub fn engine(config: &Config) -> Result<Arc<Engine>, Error> {
     let tools = config
         .tools
         .iter()
-        .filter_map(|raw| {
+        .map(|raw| {
             let spec = Spec {
                 name: raw.name.clone(),
                 description: raw.description.clone(),
@@ -65,23 +64,21 @@ pub fn engine(config: &Config) -> Result<Arc<Engine>, Error> {
                 status_message: raw.status_message.clone(),
             };
             match raw.backend {
-                Backend::KnowledgeBase => kb.clone().map(|kb| {
-                    Arc::new(KnowledgeBaseTool::new(
-                        spec,
-                        kb,
-                        config.kb.search,
-                        raw.query_argument.clone(),
-                    )) as Arc<dyn Tool>
-                }),
+                Backend::KnowledgeBase => Arc::new(KnowledgeBaseTool::new(
+                    spec,
+                    Arc::clone(&kb),
+                    search,
+                    raw.query_argument.clone(),
+                )) as Arc<dyn Tool>,
             }
         })
         .collect();
     Ok(Arc::new(Engine::new(
         llm,
         Registry::new(tools),
-        kb,
+        Some(kb),
         config.chat.clone(),
-        config.kb.search,
+        search,
     )))
 }
 
@@ -116,8 +113,11 @@ pub async fn serve(
             }
         }
     });
+    let store = open_kb(config).await?;
     let state = AppState {
-        engine: engine(config)?,
+        engine: engine(config, &store)?,
+        store,
+        search: config.kb.search_params(),
         limits: config.limits,
         streams: Arc::new(tokio::sync::Semaphore::new(config.limits.max_streams)),
         shutdown: shutdown.clone(),

@@ -48,7 +48,7 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server (POST /api/chat, POST /api/python, GET /healthz).
+    /// Run the HTTP server (POST /api/chat, POST /api/python, GET /api/kb/search, /healthz, /readyz, /metrics).
     Serve {
         /// Listen address, overriding server.addr.
         #[arg(long, value_name = "HOST:PORT")]
@@ -61,6 +61,9 @@ pub enum Command {
     },
     /// Print the effective configuration (secrets masked) and what is wrong with it.
     CheckConfig,
+    /// Manage the knowledge base: import, list, stats, delete, search, eval.
+    #[command(subcommand)]
+    Kb(crate::kb::cli::KbCommand),
 }
 
 impl Cli {
@@ -93,6 +96,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Ask { question } => ask(path, question).await,
+        Command::Kb(command) => {
+            // Only the [kb] table matters here: a broken [llm] must not block imports.
+            let raw = RawConfig::load(path.as_deref())?;
+            crate::kb::cli::run(command, &raw.kb).await?;
+            Ok(0)
+        }
     }
 }
 
@@ -136,7 +145,8 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<i32> {
 async fn ask(path: Option<PathBuf>, question: String) -> anyhow::Result<i32> {
     let config = Config::load(path.as_deref())?;
     warn_about(&config);
-    let engine = crate::app::engine(&config)?;
+    let store = crate::app::open_kb(&config).await?;
+    let engine = crate::app::engine(&config, &store)?;
     let mut events = std::pin::pin!(engine.answer(vec![Message::text(Role::User, question)]));
     let mut stdout = std::io::stdout();
     let mut code = 0;

@@ -6,7 +6,7 @@
 //! then `OPENAI_BASE_URL`, `OPENAI_API_KEY` and `OPENAI_MODEL`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
@@ -14,7 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::kb::SearchParams;
+use crate::kb::KbConfig;
 use crate::llm::{Backoff, Dialect, Fallback, Secret, Settings};
 
 /// Why the configuration cannot be used.
@@ -41,7 +41,7 @@ pub struct RawConfig {
     /// Tools offered to the model.
     pub tools: Vec<RawTool>,
     /// Knowledge base.
-    pub kb: RawKb,
+    pub kb: KbConfig,
 }
 
 /// `[server]`.
@@ -234,32 +234,6 @@ pub enum Backend {
     KnowledgeBase,
 }
 
-/// `[kb]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawKb {
-    /// JSONL file of question/answer documents.
-    pub jsonl: Option<PathBuf>,
-    /// Most hits per search.
-    pub top_k: usize,
-    /// Hits below this score are dropped.
-    pub min_score: f32,
-    /// Budget of context characters handed to the model.
-    pub max_context_chars: usize,
-}
-
-impl Default for RawKb {
-    fn default() -> Self {
-        let params = SearchParams::default();
-        Self {
-            jsonl: None,
-            top_k: params.top_k,
-            min_score: 0.1,
-            max_context_chars: params.max_context_chars,
-        }
-    }
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -273,8 +247,8 @@ pub struct Config {
     pub chat: RawChat,
     /// Tools offered to the model.
     pub tools: Vec<RawTool>,
-    /// Knowledge-base source and search parameters.
-    pub kb: KbSettings,
+    /// The knowledge base: store, embeddings, search parameters.
+    pub kb: KbConfig,
     /// The raw form, for `check-config`.
     pub raw: RawConfig,
     /// Things that work but deserve a look.
@@ -294,15 +268,6 @@ pub struct Limits {
     pub max_streams: usize,
     /// Grace period for running streams at shutdown.
     pub shutdown_grace: Duration,
-}
-
-/// Where documents come from and how they are searched.
-#[derive(Debug, Clone)]
-pub struct KbSettings {
-    /// JSONL file of question/answer documents, if any.
-    pub jsonl: Option<PathBuf>,
-    /// Search parameters.
-    pub search: SearchParams,
 }
 
 impl RawConfig {
@@ -358,31 +323,9 @@ impl RawConfig {
         }
         self.check_chat(&mut problems);
         self.check_tools(&mut problems);
-        if let Some(path) = &self.kb.jsonl {
-            if !path.is_file() {
-                problems.push(format!("kb.jsonl: {} is not a file", path.display()));
-            }
-        }
-        let has_kb = self.kb.jsonl.is_some();
-        if !has_kb && !self.tools.is_empty() {
-            problems.push("tools use the knowledge base, but kb.jsonl is not set".into());
-        }
-        if llm.is_none() && !has_kb {
-            problems.push(
-                "there is neither a language model nor a knowledge base: set OPENAI_API_KEY or kb.jsonl".into(),
-            );
-        }
-        if !(0.0..=1.0).contains(&self.kb.min_score) {
-            problems.push(format!(
-                "kb.min_score {} must be between 0 and 1",
-                self.kb.min_score
-            ));
-        }
+        self.check_kb(&mut problems);
         if self.server.max_streams == 0 {
             problems.push("server.max_streams must be at least 1".into());
-        }
-        if self.kb.top_k == 0 {
-            problems.push("kb.top_k must be at least 1".into());
         }
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
@@ -399,14 +342,7 @@ impl RawConfig {
             llm,
             chat: self.chat.clone(),
             tools: self.tools.clone(),
-            kb: KbSettings {
-                jsonl: self.kb.jsonl.clone(),
-                search: SearchParams {
-                    top_k: self.kb.top_k,
-                    min_score: self.kb.min_score,
-                    max_context_chars: self.kb.max_context_chars,
-                },
-            },
+            kb: self.kb.clone(),
             warnings,
             raw: self,
         })
@@ -493,6 +429,33 @@ impl RawConfig {
         }
     }
 
+    fn check_kb(&self, problems: &mut Vec<String>) {
+        let search = &self.kb.search;
+        if !(0.0..=1.0).contains(&search.min_score) {
+            problems.push(format!(
+                "kb.search.min_score {} must be between 0 and 1",
+                search.min_score
+            ));
+        }
+        if search.top_k == 0 {
+            problems.push("kb.search.top_k must be at least 1".into());
+        }
+        if self.kb.chunk.overlap >= self.kb.chunk.size {
+            problems.push(format!(
+                "kb.chunk.overlap ({}) must be smaller than kb.chunk.size ({})",
+                self.kb.chunk.overlap, self.kb.chunk.size
+            ));
+        }
+        if let Some(path) = &self.kb.user_dictionary {
+            if !path.is_file() {
+                problems.push(format!(
+                    "kb.user_dictionary: {} is not a file",
+                    path.display()
+                ));
+            }
+        }
+    }
+
     fn check_tools(&self, problems: &mut Vec<String>) {
         for (n, tool) in self.tools.iter().enumerate() {
             let valid_name = !tool.name.is_empty()
@@ -538,7 +501,7 @@ mod tests {
         raw.lift()
     }
 
-    const KB: &str = "[kb]\njsonl = \"Cargo.toml\"\n";
+    const KB: &str = "";
 
     #[test]
     fn a_key_alone_means_openai() {
@@ -570,7 +533,7 @@ mod tests {
     fn every_problem_is_reported_at_once() {
         let err = lift(
             "[llm]\nbase_url = \"ftp://x\"\n[chat]\nmax_steps = 0\nanswer_mode = \"prompt_template\"\nanswer_prompt = \"hi\"\n\
-             [[tools]]\nname = \"bad name\"\ndescription = \"d\"\n",
+             [[tools]]\nname = \"bad name\"\ndescription = \"d\"\n[kb.chunk]\nsize = 10\noverlap = 20\n",
         )
         .unwrap_err()
         .to_string();
@@ -580,7 +543,7 @@ mod tests {
             "{question}",
             "{background}",
             "bad name",
-            "kb.jsonl is not set",
+            "kb.chunk.overlap (20) must be smaller",
         ] {
             assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
         }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod kb;
 pub mod llm;
+pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -124,3 +124,31 @@ async fn healthz_answers_and_every_response_carries_a_request_id() {
         "a caller's id is kept"
     );
 }
+
+#[tokio::test]
+async fn the_hit_test_endpoint_ranks_with_scores() {
+    let (_upstream, server) = server().await;
+    let url = format!("{}/api/kb/search", server.url);
+
+    let search =
+        reqwest::Url::parse_with_params(&url, [("q", "孩子有刻板行为怎么办"), ("top_k", "2")])
+            .unwrap();
+    let body: Value = client()
+        .get(search)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let hits = body["hits"].as_array().unwrap();
+    assert!(!hits.is_empty() && hits.len() <= 2, "{body}");
+    assert_eq!(hits[0]["id"], "repetitive");
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.0);
+    assert!(hits[0].get("fulltext_rank").is_some(), "{body}");
+
+    let missing = client().get(&url).send().await.unwrap();
+    let (status, code, _) = error_of(missing).await;
+    assert_eq!((status, code.as_str()), (400, "missing_query"));
+}

@@ -66,7 +66,7 @@ fn check_config_says_what_is_wrong() {
     let path = dir.path().join("bad.toml");
     std::fs::write(
         &path,
-        "[chat]\nmax_steps = 0\n[kb]\njsonl = \"missing.jsonl\"\n",
+        "[chat]\nmax_steps = 0\n[kb]\nuser_dictionary = \"missing.txt\"\n",
     )
     .unwrap();
     let (output, stdout, _) = run(ragstream().arg("check-config").arg("--config").arg(&path));
@@ -76,7 +76,7 @@ fn check_config_says_what_is_wrong() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("kb.jsonl: missing.jsonl is not a file"),
+        stdout.contains("kb.user_dictionary: missing.txt is not a file"),
         "{stdout}"
     );
 
@@ -93,16 +93,7 @@ fn check_config_says_what_is_wrong() {
 fn a_dotenv_file_in_the_working_directory_is_read() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "OPENAI_API_KEY=sk-from-dotenv\n").unwrap();
-    std::fs::copy(
-        format!("{ROOT}/tests/fixtures/kb.jsonl"),
-        dir.path().join("kb.jsonl"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("ragstream.toml"),
-        "[kb]\njsonl = \"kb.jsonl\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("ragstream.toml"), "[chat]\nmax_steps = 4\n").unwrap();
     let (output, stdout, _) = run(ragstream().arg("check-config").current_dir(dir.path()));
     assert!(output.status.success(), "{stdout}");
     assert!(
@@ -141,7 +132,10 @@ async fn ask_streams_the_answer_to_stdout_and_status_to_stderr() {
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stdout, "先保证安全。\n");
     assert!(stderr.contains("[正在查询知识库…]"), "{stderr}");
-    assert!(stderr.contains("[1] 自闭症孩子自伤怎么办？"), "{stderr}");
+    assert!(
+        stderr.contains("[1] ") && stderr.contains("score"),
+        "sources on stderr: {stderr}"
+    );
 }
 
 #[test]

@@ -1,9 +1,29 @@
 //! The knowledge base: what the knowledge-base tool searches.
 //!
 //! The engine only sees the [`KnowledgeBase`] trait; stores plug in behind it.
-//! [`memory::MemoryStore`] reads a JSONL file of question/answer documents.
+//! [`memory::MemoryStore`] reads a JSONL file of question/answer documents;
+//! [`store::Store`] is the embedded store in the data directory (SQLite for documents
+//! and vectors, tantivy with jieba for BM25), filled by [`import`] and searched by
+//! hybrid full-text + vector retrieval ([`search`]). [`cli`] holds the `kb` commands.
 
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod document;
+pub mod embed;
+pub mod eval;
+pub mod formats;
+pub mod import;
 pub mod memory;
+pub mod search;
+pub mod seed;
+pub mod segment;
+pub mod store;
+
+pub use config::KbConfig;
+pub use search::DetailedHit;
+pub use seed::seed_if_empty;
+pub use store::{Store, open};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -29,6 +49,33 @@ pub enum Error {
         /// What is wrong, and what to fix.
         message: String,
     },
+    /// The embeddings API failed or answered something unusable.
+    #[error("embeddings: {0}")]
+    Embedding(String),
+    /// The vectors in the store and the configured model do not fit together.
+    #[error(
+        "the store in {data_dir} holds {stored_dim}-dimension vectors from model `{stored_model}`, \
+         but the configured model `{model}` {got}; configure the same model again, \
+         or import into a new --data directory (or `kb delete --all` first)"
+    )]
+    DimensionMismatch {
+        /// The data directory.
+        data_dir: String,
+        /// Vector size recorded in the store.
+        stored_dim: usize,
+        /// Model recorded in the store.
+        stored_model: String,
+        /// The configured model.
+        model: String,
+        /// What the configured model gives, e.g. `returns 1024-dimension vectors`.
+        got: String,
+    },
+    /// A config value cannot work.
+    #[error("kb config: {0}")]
+    Config(String),
+    /// The operation was interrupted before it committed anything.
+    #[error("interrupted; the knowledge base is unchanged")]
+    Cancelled,
     /// Any other store failure.
     #[error("knowledge base: {0}")]
     Store(String),

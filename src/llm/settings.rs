@@ -1,45 +1,11 @@
 //! Validated settings of one model provider.
 
-use std::fmt;
 use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-/// A secret string that never prints.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// A masked form for display: the first three characters and the length.
-    pub fn masked(&self) -> String {
-        let prefix: String = self.0.chars().take(3).collect();
-        format!("{prefix}*** ({} chars)", self.0.chars().count())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.masked())
-    }
-}
+pub use crate::secret::Secret;
 
 /// Which function-calling form the provider speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,15 +83,6 @@ pub struct Fallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_never_print() {
-        let secret = Secret::new("sk-very-secret-key");
-        assert_eq!(format!("{secret:?}"), "Secret(***)");
-        let json = serde_json::to_string(&secret).unwrap();
-        assert!(!json.contains("very-secret"), "{json}");
-        assert_eq!(secret.masked(), "sk-*** (18 chars)");
-    }
 
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {

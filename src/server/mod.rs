@@ -27,6 +27,7 @@ use tracing::Level;
 
 use crate::config::Limits;
 use crate::engine::{Engine, Event};
+use crate::kb::{SearchParams, Store};
 use crate::telemetry;
 use error::ApiError;
 use guard::Guarded;
@@ -37,6 +38,10 @@ use request::ChatBody;
 pub struct AppState {
     /// Answers questions.
     pub engine: Arc<Engine>,
+    /// The embedded knowledge base, for the hit-test endpoint.
+    pub store: Store,
+    /// Search parameters from the config.
+    pub search: SearchParams,
     /// Request limits.
     pub limits: Limits,
     /// One permit per open answer stream (`server.max_streams`).
@@ -60,6 +65,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/chat", post(chat))
         .route("/api/python", post(python))
+        .route("/api/kb/search", get(kb_search))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -144,6 +150,55 @@ fn answer(app: &AppState, body: ChatBody) -> Result<impl Stream<Item = Event> + 
         app.shutdown.clone(),
         app.grace,
     ))
+}
+
+/// Query of `GET /api/kb/search`.
+#[derive(Debug, serde::Deserialize)]
+pub struct KbQuery {
+    /// The question to search for.
+    #[serde(default)]
+    q: String,
+    /// Overrides `kb.search.top_k`.
+    top_k: Option<usize>,
+    /// Overrides `kb.search.min_score`.
+    min_score: Option<f32>,
+}
+
+/// `GET /api/kb/search?q=…`: ranked hits with every score, for tuning.
+async fn kb_search(
+    State(app): State<AppState>,
+    query: Result<axum::extract::Query<KbQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|err| ApiError::bad_request("invalid_query", err.body_text()))?;
+    let q = query.q.trim();
+    if q.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing_query",
+            "add the question as `?q=…`",
+        ));
+    }
+    let params = SearchParams {
+        top_k: query.top_k.unwrap_or(app.search.top_k).clamp(1, 100),
+        min_score: query.min_score.unwrap_or(app.search.min_score),
+        ..app.search
+    };
+    let started = std::time::Instant::now();
+    let hits = app.store.search_detailed(q, &params).await.map_err(|err| {
+        tracing::error!(error = %err, "knowledge-base search failed");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "kb_error",
+            message: err.to_string(),
+        }
+    })?;
+    Ok(Json(json!({
+        "query": q,
+        "top_k": params.top_k,
+        "min_score": params.min_score,
+        "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "hits": hits,
+    })))
 }
 
 /// `GET /healthz`: the process is alive.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod embed_server;
+pub mod kb;
 pub mod upstream;
 
 use std::time::Duration;
@@ -27,7 +29,7 @@ pub fn config(base_url: &str) -> RawConfig {
     let path = format!("{}/examples/autism.toml", env!("CARGO_MANIFEST_DIR"));
     let mut raw: RawConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     raw.server.addr = "127.0.0.1:0".into();
-    raw.kb.jsonl = Some(kb_path().into());
+    raw.kb.sample = kb_path().into();
     raw.llm.base_url = Some(base_url.to_owned());
     raw.llm.api_key = Some(Secret::new("sk-test-secret-key"));
     raw.llm.model = "scripted-model".into();
@@ -46,6 +48,8 @@ pub struct Server {
     pub url: String,
     /// Stops the server.
     pub shutdown: CancellationToken,
+    /// The server's own knowledge-base directory, removed when the test ends.
+    pub data: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -54,8 +58,11 @@ impl Drop for Server {
     }
 }
 
-/// Starts ragstream with `raw` on a free port.
-pub async fn start(raw: RawConfig) -> Server {
+/// Starts ragstream with `raw` on a free port, with a fresh knowledge base
+/// seeded from `kb.sample`.
+pub async fn start(mut raw: RawConfig) -> Server {
+    let data = tempfile::tempdir().unwrap();
+    raw.kb.data_dir = data.path().join("data");
     let config = raw.lift().expect("test config is valid");
     let listener = ragstream::app::bind(&config).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -66,7 +73,25 @@ pub async fn start(raw: RawConfig) -> Server {
             .await
             .unwrap()
     });
-    Server { url, shutdown }
+    wait_ready(&url).await;
+    Server {
+        url,
+        shutdown,
+        data,
+    }
+}
+
+/// Waits until the server answers `/healthz` (opening the store takes a moment).
+async fn wait_ready(url: &str) {
+    for _ in 0..500 {
+        if let Ok(response) = reqwest::get(format!("{url}/healthz")).await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("ragstream did not come up at {url}");
 }
 
 /// One named SSE event with its JSON payload.

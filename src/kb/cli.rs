@@ -1,0 +1,364 @@
+//! The `ragstream kb …` commands. The top-level CLI embeds [`KbCommand`] and calls [`run`].
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use super::config::KbConfig;
+use super::store::{Store, admin::Selection};
+use super::{SearchParams, eval, import};
+
+/// Where the store lives; overrides `kb.data_dir` of the config.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DataDir {
+    /// Data directory of the knowledge base [default: config `kb.data_dir`, else ./data]
+    #[arg(long = "data", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+/// Knowledge-base commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KbCommand {
+    /// Import JSONL/CSV question-answer files, Markdown and text (directories recursively).
+    ///
+    /// Re-importing unchanged content adds nothing. The whole import is one transaction:
+    /// a bad row, a failing embeddings API or Ctrl-C leaves the store as it was.
+    Import {
+        /// Files or directories to import (.jsonl, .ndjson, .csv, .md, .markdown, .txt)
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+        /// Also remove documents of these files that the files no longer contain
+        #[arg(long)]
+        replace: bool,
+        /// Do not draw a progress bar
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List stored documents (id, kind, title, origin).
+    List {
+        #[command(flatten)]
+        data: DataDir,
+        /// Only documents imported from this file
+        #[arg(long, value_name = "FILE")]
+        origin: Option<PathBuf>,
+        /// At most this many documents
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Skip this many documents first
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Print JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show document counts, files, vector model and index state.
+    Stats {
+        #[command(flatten)]
+        data: DataDir,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete documents by id, by imported file, or all of them.
+    Delete {
+        #[command(flatten)]
+        data: DataDir,
+        /// Ids of the documents to delete (see `kb list`)
+        #[arg(value_name = "ID", required_unless_present_any = ["origin", "all"])]
+        ids: Vec<String>,
+        /// Delete everything imported from this file
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["ids", "all"])]
+        origin: Option<PathBuf>,
+        /// Delete every document
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Search like the model's tool does and print ranked hits with their scores.
+    Search {
+        #[command(flatten)]
+        data: DataDir,
+        /// The question
+        query: String,
+        /// Number of hits [default: config `kb.search.top_k`]
+        #[arg(long, short = 'k')]
+        top_k: Option<usize>,
+        /// Minimum score, 0..1 [default: config `kb.search.min_score`]
+        #[arg(long)]
+        min_score: Option<f32>,
+        /// Print JSON with the full-text, vector and fused ranks
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure retrieval quality: recall@k and MRR over a JSONL file of
+    /// `{"question": …, "expected": [ids]}`.
+    Eval {
+        #[command(flatten)]
+        data: DataDir,
+        /// The eval file, e.g. examples/kb/autism-eval.jsonl
+        file: PathBuf,
+        /// Cut-off rank
+        #[arg(short, default_value_t = 3)]
+        k: usize,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl KbCommand {
+    /// The `--data` override of the command.
+    fn data(&self) -> Option<&PathBuf> {
+        match self {
+            Self::Import { data, .. }
+            | Self::List { data, .. }
+            | Self::Stats { data, .. }
+            | Self::Delete { data, .. }
+            | Self::Search { data, .. }
+            | Self::Eval { data, .. } => data.data.as_ref(),
+        }
+    }
+}
+
+/// Runs a command, printing to stdout.
+pub async fn run(cmd: KbCommand, cfg: &KbConfig) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    run_to(cmd, cfg, &mut out).await
+}
+
+/// Runs a command, printing to `out` (tests read it back).
+pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut cfg = cfg.clone();
+    if let Some(dir) = cmd.data() {
+        cfg.data_dir = dir.clone();
+    }
+    let store = super::open(&cfg).await.with_context(|| {
+        format!(
+            "cannot open the knowledge base in {}",
+            cfg.data_dir.display()
+        )
+    })?;
+    match cmd {
+        KbCommand::Import {
+            paths,
+            replace,
+            quiet,
+            ..
+        } => import_cmd(&store, &paths, replace, quiet, out).await,
+        KbCommand::List {
+            origin,
+            limit,
+            offset,
+            json,
+            ..
+        } => {
+            let origin =
+                origin.map(|o| std::fs::canonicalize(&o).unwrap_or(o).display().to_string());
+            let listed = blocking(move || store.list(origin.as_deref(), limit, offset)).await?;
+            for doc in listed {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&doc)?)?;
+                } else {
+                    let vector = if doc.has_vector { "v" } else { "-" };
+                    writeln!(
+                        out,
+                        "{}\t{}\t{vector}\t{}\t{}:{}",
+                        doc.id,
+                        doc.kind.as_str(),
+                        one_line(&doc.title, 40),
+                        doc.origin,
+                        doc.line
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        KbCommand::Stats { json, .. } => {
+            let stats = blocking(move || store.stats()).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&stats)?)?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "documents: {} ({} question/answer pairs, {} passages)",
+                stats.documents, stats.qa_pairs, stats.passages
+            )?;
+            match (&stats.embedding_model, stats.embedding_dim) {
+                (Some(model), Some(dim)) => writeln!(
+                    out,
+                    "vectors: {} of {} ({model}, {dim} dimensions)",
+                    stats.with_vectors, stats.documents
+                )?,
+                _ => writeln!(out, "vectors: none (full-text search only)")?,
+            }
+            writeln!(
+                out,
+                "full-text index: {} documents",
+                stats.fulltext_documents
+            )?;
+            for (origin, count) in &stats.origins {
+                writeln!(out, "  {count:>6}  {origin}")?;
+            }
+            Ok(())
+        }
+        KbCommand::Delete {
+            ids, origin, all, ..
+        } => {
+            let selection = match (all, origin) {
+                (true, _) => Selection::All,
+                (false, Some(o)) => {
+                    Selection::Origin(std::fs::canonicalize(&o).unwrap_or(o).display().to_string())
+                }
+                (false, None) => Selection::Ids(ids),
+            };
+            let removed = blocking(move || store.delete(&selection)).await?;
+            writeln!(out, "deleted {removed} documents")?;
+            Ok(())
+        }
+        KbCommand::Search {
+            query,
+            top_k,
+            min_score,
+            json,
+            ..
+        } => {
+            let mut params = cfg.search_params();
+            params.top_k = top_k.unwrap_or(params.top_k);
+            params.min_score = min_score.unwrap_or(params.min_score);
+            let hits = store.search_detailed(&query, &params).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&hits)?)?;
+                return Ok(());
+            }
+            if hits.is_empty() {
+                writeln!(out, "no hits at or above min_score {}", params.min_score)?;
+            }
+            for d in hits {
+                writeln!(
+                    out,
+                    "{}. [{:.3}] {}  ({}, {})",
+                    d.rank, d.hit.score, d.hit.title, d.hit.id, d.hit.source
+                )?;
+                let body = d.hit.answer.as_deref().unwrap_or(&d.hit.text);
+                writeln!(out, "   {}", one_line(body, 120))?;
+            }
+            Ok(())
+        }
+        KbCommand::Eval { file, k, json, .. } => {
+            let cases = eval::load(&file)?;
+            let params: SearchParams = cfg.search_params();
+            let report = eval::run(&store, &cases, k, &params).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+                return Ok(());
+            }
+            for miss in &report.misses {
+                writeln!(
+                    out,
+                    "miss: {}  expected {:?}, found {:?}",
+                    miss.question, miss.expected, miss.found
+                )?;
+            }
+            writeln!(
+                out,
+                "questions: {}  recall@{}: {:.3}  MRR@{}: {:.3}",
+                report.questions, report.k, report.recall_at_k, report.k, report.mrr
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// `kb import`: Ctrl-C cancels, a bar shows progress on a terminal.
+async fn import_cmd(
+    store: &Store,
+    paths: &[PathBuf],
+    replace: bool,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signal = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let bar = Bar::new(quiet || !std::io::stderr().is_terminal());
+    let result = store
+        .import(paths, &import::Options { replace }, &cancel, &bar)
+        .await;
+    signal.abort();
+    let report = result?;
+    writeln!(
+        out,
+        "imported {} files: {} added, {} updated, {} unchanged, {} removed, {} embedded",
+        report.files,
+        report.added,
+        report.updated,
+        report.unchanged,
+        report.removed,
+        report.embedded
+    )?;
+    Ok(())
+}
+
+/// An indicatif bar on stderr (hidden when not a terminal or with `--quiet`).
+struct Bar {
+    /// The bar.
+    bar: ProgressBar,
+}
+
+impl Bar {
+    /// A bar, or a hidden one.
+    fn new(hidden: bool) -> Self {
+        let bar = if hidden {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
+        if let Ok(style) = ProgressStyle::with_template("{msg:>6} [{bar:40}] {pos}/{len} ({eta})") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Self { bar }
+    }
+}
+
+impl import::Progress for Bar {
+    fn start(&self, stage: &str, total: u64) {
+        self.bar.set_message(stage.to_owned());
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+    }
+
+    fn set(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, super::Error> + Send + 'static,
+) -> anyhow::Result<T> {
+    Ok(tokio::task::spawn_blocking(f).await??)
+}
+
+/// The first `max` characters of `text` on one line.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max).collect();
+    format!("{cut}…")
+}

@@ -1,0 +1,412 @@
+//! `kb import`: files in, documents stored, all or nothing.
+//!
+//! 1. collect the files (directories recursively; unsupported files inside a
+//!    directory are skipped, named ones are an error);
+//! 2. parse every file (a bad row stops the import with `file:line`);
+//! 3. plan against the store: content already stored is skipped, a changed document
+//!    with a known id replaces the old one, `--replace` also removes what its files no
+//!    longer contain;
+//! 4. embed only what is new (the slow, fallible part; nothing is written yet);
+//! 5. write everything in one SQLite transaction, then update the full-text index.
+//!
+//! Cancellation (Ctrl-C) is honoured up to the commit; a failure at any step leaves
+//! the store exactly as it was.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::Error;
+use super::document::Document;
+use super::embed::Purpose;
+use super::formats::{self, Format};
+use super::store::fulltext::Entry;
+use super::store::{Changes, Store, check_model, db};
+
+/// Options of one import.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Remove documents of the imported files that the files no longer contain.
+    pub replace: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Files read.
+    pub files: usize,
+    /// Documents in those files.
+    pub documents: usize,
+    /// New documents stored.
+    pub added: usize,
+    /// Documents whose id was known but whose content changed.
+    pub updated: usize,
+    /// Documents already stored with the same content.
+    pub unchanged: usize,
+    /// Documents removed by `--replace`.
+    pub removed: usize,
+    /// Documents embedded.
+    pub embedded: usize,
+}
+
+/// Progress callbacks; the CLI draws a bar, the library logs nothing by itself.
+pub trait Progress: Send + Sync {
+    /// A stage with `total` steps begins (`"parse"`, `"embed"`, `"store"`, `"index"`).
+    fn start(&self, stage: &str, total: u64);
+    /// `done` steps of the current stage are finished.
+    fn set(&self, done: u64);
+    /// The import ended (successfully or not).
+    fn finish(&self) {}
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&self, _: &str, _: u64) {}
+    fn set(&self, _: u64) {}
+}
+
+/// Lists the importable files under `paths`, sorted, without duplicates.
+pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            for entry in walkdir::WalkDir::new(path).follow_links(true) {
+                let entry = entry.map_err(|err| {
+                    Error::Store(format!("cannot walk {}: {err}", path.display()))
+                })?;
+                let hidden =
+                    entry.file_name().to_string_lossy().starts_with('.') && entry.depth() > 0;
+                if entry.file_type().is_file() && !hidden && Format::of(entry.path()).is_some() {
+                    found.push(entry.into_path());
+                }
+            }
+            found.sort();
+            files.extend(found);
+        } else if Format::of(path).is_some() {
+            files.push(path.clone());
+        } else {
+            return Err(Error::Parse {
+                path: path.display().to_string(),
+                line: 1,
+                message: "unsupported file type; use .jsonl, .csv, .md or .txt".into(),
+            });
+        }
+    }
+    // Absolute paths, so that `--replace` and `kb delete --origin` match however
+    // the file was named (`./a.md`, `a.md`, `docs/../a.md`).
+    let mut files: Vec<PathBuf> = files
+        .into_iter()
+        .map(|f| std::fs::canonicalize(&f).unwrap_or(f))
+        .collect();
+    let mut seen = HashSet::new();
+    files.retain(|f| seen.insert(f.clone()));
+    Ok(files)
+}
+
+/// The import plan: what to write once the vectors are in.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Documents to insert (new or changed).
+    insert: Vec<Document>,
+    /// Rowids to delete (changed documents' old rows, `--replace` leftovers).
+    delete: Vec<i64>,
+    /// The report so far.
+    report: Report,
+}
+
+impl Store {
+    /// Imports `paths` as one atomic change. See the module docs for the steps.
+    pub async fn import(
+        &self,
+        paths: &[PathBuf],
+        options: &Options,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<Report, Error> {
+        let result = self.import_inner(paths, options, cancel, progress).await;
+        progress.finish();
+        result
+    }
+
+    /// [`Store::import`] without the final progress call.
+    async fn import_inner(
+        &self,
+        paths: &[PathBuf],
+        options: &Options,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<Report, Error> {
+        let files = collect_files(paths)?;
+        progress.start("parse", files.len() as u64);
+        let chunk_cfg = self.config().chunk;
+        let mut docs = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let file = file.clone();
+            let parsed = tokio::task::spawn_blocking(move || formats::read(&file, chunk_cfg))
+                .await
+                .map_err(|err| Error::Store(format!("parse task failed: {err}")))??;
+            docs.extend(parsed);
+            progress.set(i as u64 + 1);
+        }
+        let docs = dedupe(docs)?;
+        let origins: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+
+        let store = self.clone();
+        let replace = options.replace;
+        let mut plan = tokio::task::spawn_blocking(move || store.plan(docs, &origins, replace))
+            .await
+            .map_err(|err| Error::Store(format!("plan task failed: {err}")))??;
+        plan.report.files = files.len();
+
+        let vectors = self.embed_plan(&plan, cancel, progress).await?;
+        plan.report.embedded = vectors.as_ref().map_or(0, Vec::len);
+
+        progress.start("store", plan.insert.len() as u64);
+        let store = self.clone();
+        let cancel = cancel.clone();
+        let model = self.embeddings().map(|e| e.model().to_owned());
+        tokio::task::spawn_blocking(move || store.apply(plan, vectors, model, &cancel))
+            .await
+            .map_err(|err| Error::Store(format!("store task failed: {err}")))?
+    }
+
+    /// Compares the parsed documents with the store (read-only).
+    fn plan(&self, docs: Vec<Document>, origins: &[String], replace: bool) -> Result<Plan, Error> {
+        self.read(|conn| {
+            let mut plan = Plan::default();
+            plan.report.documents = docs.len();
+            let mut by_hash = conn
+                .prepare_cached("SELECT rowid FROM chunks WHERE hash = ?1")
+                .map_err(db::sql)?;
+            let mut by_id = conn
+                .prepare_cached("SELECT rowid FROM chunks WHERE id = ?1")
+                .map_err(db::sql)?;
+            let mut keep: HashSet<i64> = HashSet::new();
+            for doc in docs {
+                if let Some(rowid) = by_hash
+                    .query_row([&doc.hash], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(db::sql)?
+                {
+                    keep.insert(rowid);
+                    plan.report.unchanged += 1;
+                    continue;
+                }
+                if let Some(rowid) = by_id
+                    .query_row([&doc.id], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(db::sql)?
+                {
+                    plan.delete.push(rowid);
+                    plan.report.updated += 1;
+                } else {
+                    plan.report.added += 1;
+                }
+                plan.insert.push(doc);
+            }
+            if replace {
+                let mut stmt = conn
+                    .prepare_cached("SELECT rowid FROM chunks WHERE origin = ?1")
+                    .map_err(db::sql)?;
+                for origin in origins {
+                    let rows = stmt
+                        .query_map([origin], |r| r.get::<_, i64>(0))
+                        .map_err(db::sql)?;
+                    for rowid in rows {
+                        let rowid = rowid.map_err(db::sql)?;
+                        if !keep.contains(&rowid) && !plan.delete.contains(&rowid) {
+                            plan.delete.push(rowid);
+                            plan.report.removed += 1;
+                        }
+                    }
+                }
+            }
+            Ok(plan)
+        })
+    }
+
+    /// Embeds the documents to insert, checking the vectors fit the store.
+    async fn embed_plan(
+        &self,
+        plan: &Plan,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<Option<Vec<Vec<f32>>>, Error> {
+        let Some(embeddings) = self.embeddings() else {
+            return Ok(None);
+        };
+        if plan.insert.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let texts: Vec<String> = plan.insert.iter().map(Document::embedding_text).collect();
+        progress.start("embed", texts.len() as u64);
+        let report = |done: usize| progress.set(done as u64);
+        let vectors = tokio::select! {
+            result = embeddings.embed(&texts, Purpose::Document, &report) => result?,
+            () = cancel.cancelled() => return Err(Error::Cancelled),
+        };
+        let store = self.clone();
+        let stored = tokio::task::spawn_blocking(move || store.read(db::vector_model))
+            .await
+            .map_err(|err| Error::Store(format!("check task failed: {err}")))??;
+        if let (Some(stored), Some(first)) = (stored, vectors.first()) {
+            check_model(self.data_dir(), &stored, embeddings.model(), None)?;
+            if first.len() != stored.1 {
+                return Err(Error::DimensionMismatch {
+                    data_dir: self.data_dir().display().to_string(),
+                    stored_dim: stored.1,
+                    stored_model: stored.0,
+                    model: embeddings.model().to_owned(),
+                    got: format!("returns {}-dimension vectors", first.len()),
+                });
+            }
+        }
+        Ok(Some(vectors))
+    }
+
+    /// Writes the plan in one transaction.
+    fn apply(
+        &self,
+        plan: Plan,
+        vectors: Option<Vec<Vec<f32>>>,
+        model: Option<String>,
+        cancel: &CancellationToken,
+    ) -> Result<Report, Error> {
+        let Plan {
+            insert,
+            delete,
+            report,
+        } = plan;
+        self.write(cancel, |tx| {
+            db::delete_rowids(tx, &delete)?;
+            let mut added = Vec::with_capacity(insert.len());
+            for (i, doc) in insert.into_iter().enumerate() {
+                if i % 1024 == 0 && cancel.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                let vector = vectors.as_ref().and_then(|v| v.get(i)).map(Vec::as_slice);
+                let rowid = db::insert(tx, &doc, vector).map_err(|err| at(&doc, err))?;
+                added.push(Entry {
+                    rowid,
+                    title: doc.title,
+                    body: doc.body,
+                });
+            }
+            let dim = vectors.as_ref().and_then(|v| v.first()).map(Vec::len);
+            db::sync_vector_model(tx, model.as_deref().zip(dim))?;
+            Ok((
+                report,
+                Changes {
+                    deleted: delete,
+                    added,
+                },
+            ))
+        })
+    }
+}
+
+/// Names the document's file and line in a storage error.
+fn at(doc: &Document, err: Error) -> Error {
+    Error::Parse {
+        path: doc.origin.clone(),
+        line: doc.line,
+        message: format!("cannot store document `{}`: {err}", doc.id),
+    }
+}
+
+/// Drops repeated content and rejects one id used for two different contents.
+fn dedupe(docs: Vec<Document>) -> Result<Vec<Document>, Error> {
+    let mut hashes = HashSet::new();
+    let mut ids: HashMap<String, (String, usize)> = HashMap::new();
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        if !hashes.insert(doc.hash.clone()) {
+            continue;
+        }
+        if let Some((path, line)) = ids.get(&doc.id) {
+            return Err(Error::Parse {
+                path: doc.origin.clone(),
+                line: doc.line,
+                message: format!(
+                    "id `{}` is already used by different content at {path}:{line}; ids must be unique",
+                    doc.id
+                ),
+            });
+        }
+        ids.insert(doc.id.clone(), (doc.origin.clone(), doc.line));
+        out.push(doc);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kb::document::Kind;
+
+    fn doc(id: &str, body: &str, line: usize) -> Document {
+        Document::new(
+            Some(id.into()),
+            Kind::Qa,
+            "q".into(),
+            body.into(),
+            "s".into(),
+            "f.jsonl",
+            line,
+            "f",
+        )
+    }
+
+    #[test]
+    fn repeated_content_is_imported_once() {
+        let docs = dedupe(vec![doc("a", "x", 1), doc("a", "x", 2), doc("b", "y", 3)]).unwrap();
+        assert_eq!(docs.len(), 2);
+    }
+
+    #[test]
+    fn one_id_for_two_contents_names_both_places() {
+        let err = dedupe(vec![doc("a", "x", 1), doc("a", "y", 5)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "f.jsonl:5: id `a` is already used by different content at f.jsonl:1; ids must be unique"
+        );
+    }
+
+    #[test]
+    fn unsupported_files_in_directories_are_skipped_but_named_ones_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a.md"), "# a").unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), "").unwrap();
+        std::fs::write(dir.path().join("c.pdf"), "").unwrap();
+        std::fs::write(dir.path().join(".hidden.md"), "").unwrap();
+        let files = collect_files(&[dir.path().to_path_buf()]).unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f.strip_prefix(&root).unwrap().to_owned())
+            .collect();
+        assert_eq!(names, [PathBuf::from("b.jsonl"), PathBuf::from("sub/a.md")]);
+
+        let err = collect_files(&[dir.path().join("c.pdf")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.pdf:1: unsupported file type"), "{err}");
+    }
+}

@@ -1,0 +1,355 @@
+//! Hybrid search: full-text (BM25) and vector rankings fused by reciprocal rank fusion.
+//!
+//! Order: each ranking contributes its best `search.candidates` rows; a row's fused
+//! value is `Σ 1 / (rrf_k + rank)` over the rankings it appears in (rank from 1).
+//! With provider `none` there is one ranking, so the order is plain BM25.
+//!
+//! Score (what `min_score` compares against, 0..=1):
+//! - full-text score: BM25 divided by the sum of the IDFs of the query's words that
+//!   the base knows, capped at 1 — about the IDF-weighted share of the query found in
+//!   the hit (1 when every known word occurs in a text of average length);
+//! - vector score: cosine similarity of the query and hit vectors (negative is 0);
+//! - `Hit.score` is the full-text score alone, or in hybrid mode the larger of the two.
+
+use serde::Serialize;
+
+use super::document::Kind;
+use super::store::Store;
+use super::store::db::{self, Row};
+use super::store::vectors::VectorIndex;
+use super::{Error, Hit, SearchParams};
+
+/// A hit with the evidence behind it, for the hit-test endpoint and `kb search`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DetailedHit {
+    /// What the model gets.
+    #[serde(flatten)]
+    pub hit: Hit,
+    /// Position in the final ranking, from 1.
+    pub rank: usize,
+    /// Position in the full-text ranking, if the row was in it.
+    pub fulltext_rank: Option<usize>,
+    /// Full-text score (0..=1), if the row was in the full-text ranking.
+    pub fulltext_score: Option<f32>,
+    /// Position in the vector ranking, if the row was in it.
+    pub vector_rank: Option<usize>,
+    /// Cosine similarity, when the query and the row both have vectors.
+    pub vector_score: Option<f32>,
+    /// Reciprocal-rank-fusion value that ordered the hits.
+    pub rrf_score: f32,
+    /// Tags of the document.
+    pub tags: Vec<String>,
+}
+
+/// One fused candidate.
+#[derive(Debug, Clone, PartialEq)]
+struct Candidate {
+    /// SQLite rowid.
+    rowid: i64,
+    /// Full-text rank and score.
+    fulltext: Option<(usize, f32)>,
+    /// Vector rank, if in the vector ranking.
+    vector_rank: Option<usize>,
+    /// Cosine similarity, if known.
+    vector_score: Option<f32>,
+    /// Fused value.
+    rrf: f32,
+}
+
+impl Candidate {
+    /// The score `min_score` compares against.
+    fn score(&self) -> f32 {
+        let text = self.fulltext.map_or(0.0, |(_, s)| s);
+        let vector = self.vector_score.unwrap_or(0.0).max(0.0);
+        text.max(vector)
+    }
+}
+
+impl Store {
+    /// Searches with the query embedded by the configured provider (if any), in a
+    /// blocking task. If the embeddings API fails, falls back to full text with a warning.
+    pub async fn search_detailed(
+        &self,
+        query: &str,
+        params: &SearchParams,
+    ) -> Result<Vec<DetailedHit>, Error> {
+        let vector = self.query_vector(query).await?;
+        let store = self.clone();
+        let query = query.to_owned();
+        let params = *params;
+        tokio::task::spawn_blocking(move || {
+            store.search_with_vector(&query, vector.as_deref(), &params)
+        })
+        .await
+        .map_err(|err| Error::Store(format!("search task failed: {err}")))?
+    }
+
+    /// Embeds the query when a provider is configured. (Whether the store holds vectors
+    /// is only known after the blocking refresh, and a store imported with a provider
+    /// always does, so the question is not asked here.)
+    async fn query_vector(&self, query: &str) -> Result<Option<Vec<f32>>, Error> {
+        let Some(embeddings) = self.embeddings() else {
+            return Ok(None);
+        };
+        match embeddings.embed_query(query).await {
+            Ok(vector) => Ok(Some(vector)),
+            Err(err) => {
+                tracing::warn!(%err, "query embedding failed; answering from full text only");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The synchronous search core: full text, plus vectors when `vector` is given.
+    pub fn search_with_vector(
+        &self,
+        query: &str,
+        vector: Option<&[f32]>,
+        params: &SearchParams,
+    ) -> Result<Vec<DetailedHit>, Error> {
+        if params.top_k == 0 {
+            return Ok(Vec::new());
+        }
+        let cfg = self.config().search;
+        let limit = cfg.candidates.max(params.top_k);
+        let text = self.inner.fulltext.search(query, limit)?;
+
+        let index = self.vectors()?;
+        let vector = match vector {
+            Some(v) if !index.is_empty() => {
+                if v.len() != index.dim() {
+                    let (stored_model, stored_dim) = self
+                        .read(db::vector_model)?
+                        .unwrap_or_else(|| ("unknown".to_owned(), index.dim()));
+                    return Err(Error::DimensionMismatch {
+                        data_dir: self.data_dir().display().to_string(),
+                        stored_dim,
+                        stored_model,
+                        model: self.embeddings().map_or("?", |e| e.model()).to_owned(),
+                        got: format!("returns {}-dimension vectors", v.len()),
+                    });
+                }
+                Some(VectorIndex::normalized(v))
+            }
+            _ => None,
+        };
+        let near = vector
+            .as_deref()
+            .map(|v| index.search(v, limit))
+            .unwrap_or_default();
+
+        let mut candidates = fuse(&text, &near, cfg.rrf_k);
+        if let Some(v) = vector.as_deref() {
+            for c in &mut candidates {
+                if c.vector_score.is_none() {
+                    c.vector_score = index.cosine(v, c.rowid);
+                }
+            }
+        }
+        candidates.retain(|c| c.score() >= params.min_score);
+        candidates.truncate(params.top_k);
+
+        let rowids: Vec<i64> = candidates.iter().map(|c| c.rowid).collect();
+        let rows = self.read(|conn| db::rows_by_rowid(conn, &rowids))?;
+        let mut hits = Vec::with_capacity(rows.len());
+        for (candidate, row) in candidates
+            .iter()
+            .filter_map(|c| rows.iter().find(|r| r.rowid == c.rowid).map(|r| (c, r)))
+        {
+            hits.push(detailed(candidate, row.clone(), hits.len() + 1));
+        }
+        apply_budget(&mut hits, params.max_context_chars);
+        Ok(hits)
+    }
+}
+
+/// Fuses the rankings by reciprocal rank fusion, best first.
+fn fuse(
+    text: &[super::store::fulltext::Match],
+    near: &[super::store::vectors::Match],
+    k: f32,
+) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::with_capacity(text.len() + near.len());
+    for (i, m) in text.iter().enumerate() {
+        out.push(Candidate {
+            rowid: m.rowid,
+            fulltext: Some((i + 1, m.score)),
+            vector_rank: None,
+            vector_score: None,
+            rrf: 1.0 / (k + (i + 1) as f32),
+        });
+    }
+    for (i, m) in near.iter().enumerate() {
+        let rrf = 1.0 / (k + (i + 1) as f32);
+        match out.iter_mut().find(|c| c.rowid == m.rowid) {
+            Some(c) => {
+                c.vector_rank = Some(i + 1);
+                c.vector_score = Some(m.score);
+                c.rrf += rrf;
+            }
+            None => out.push(Candidate {
+                rowid: m.rowid,
+                fulltext: None,
+                vector_rank: Some(i + 1),
+                vector_score: Some(m.score),
+                rrf,
+            }),
+        }
+    }
+    // Stable sort: equal fused values keep the full-text order.
+    out.sort_by(|a, b| b.rrf.total_cmp(&a.rrf));
+    out
+}
+
+/// Turns a candidate and its row into a hit.
+fn detailed(c: &Candidate, row: Row, rank: usize) -> DetailedHit {
+    let doc = row.doc;
+    let (answer, text) = match doc.kind {
+        Kind::Qa => (Some(doc.body), String::new()),
+        Kind::Passage => (None, doc.body),
+    };
+    DetailedHit {
+        hit: Hit {
+            id: doc.id,
+            title: doc.title,
+            answer,
+            text,
+            source: doc.source,
+            score: c.score(),
+        },
+        rank,
+        fulltext_rank: c.fulltext.map(|(r, _)| r),
+        fulltext_score: c.fulltext.map(|(_, s)| s),
+        vector_rank: c.vector_rank,
+        vector_score: c.vector_score,
+        rrf_score: c.rrf,
+        tags: doc.tags,
+    }
+}
+
+/// Below this many characters left, a further hit is dropped rather than cut.
+const MIN_USEFUL_CHARS: usize = 80;
+
+/// Keeps hits while their titles and texts fit in `max_chars`; the hit that crosses the
+/// budget is cut to fit (ending in `…`), and the first hit is always kept.
+fn apply_budget(hits: &mut Vec<DetailedHit>, max_chars: usize) {
+    let mut used = 0;
+    let mut keep = 0;
+    for (i, d) in hits.iter_mut().enumerate() {
+        let title = d.hit.title.chars().count();
+        let body = match &mut d.hit.answer {
+            Some(answer) => answer,
+            None => &mut d.hit.text,
+        };
+        let cost = title + body.chars().count();
+        if used + cost <= max_chars {
+            used += cost;
+            keep = i + 1;
+            continue;
+        }
+        let room = max_chars.saturating_sub(used + title);
+        if i == 0 || room >= MIN_USEFUL_CHARS {
+            let cut: String = body.chars().take(room.saturating_sub(1)).collect();
+            *body = format!("{cut}…");
+            keep = i + 1;
+        }
+        break;
+    }
+    hits.truncate(keep);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kb::store::{fulltext, vectors};
+
+    fn ft(rowid: i64, score: f32) -> fulltext::Match {
+        fulltext::Match { rowid, score }
+    }
+
+    fn vm(rowid: i64, score: f32) -> vectors::Match {
+        vectors::Match { rowid, score }
+    }
+
+    #[test]
+    fn rows_in_both_rankings_rise_above_rows_in_one() {
+        let fused = fuse(&[ft(1, 0.9), ft(2, 0.8)], &[vm(2, 0.7), vm(3, 0.6)], 60.0);
+        let order: Vec<i64> = fused.iter().map(|c| c.rowid).collect();
+        assert_eq!(order, [2, 1, 3]);
+        assert!((fused[0].rrf - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
+        assert_eq!(fused[0].fulltext, Some((2, 0.8)));
+        assert_eq!(fused[0].vector_rank, Some(1));
+    }
+
+    #[test]
+    fn the_score_is_the_better_of_text_and_vector_evidence() {
+        let fused = fuse(&[ft(1, 0.3)], &[vm(1, 0.8), vm(2, -0.2)], 60.0);
+        assert!((fused[0].score() - 0.8).abs() < 1e-6);
+        assert_eq!(fused[1].score(), 0.0);
+    }
+
+    fn hit(title: &str, answer: Option<&str>, text: &str) -> DetailedHit {
+        DetailedHit {
+            hit: Hit {
+                id: title.into(),
+                title: title.into(),
+                answer: answer.map(Into::into),
+                text: text.into(),
+                source: "s".into(),
+                score: 1.0,
+            },
+            rank: 1,
+            fulltext_rank: None,
+            fulltext_score: None,
+            vector_rank: None,
+            vector_score: None,
+            rrf_score: 0.0,
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn the_budget_cuts_the_crossing_hit_and_drops_the_rest() {
+        let long = "长".repeat(200);
+        let mut hits = vec![
+            hit("问一", Some("答一"), ""),
+            hit("段落", None, &long),
+            hit("问三", Some("答三"), ""),
+        ];
+        apply_budget(&mut hits, 150);
+        assert_eq!(hits.len(), 2);
+        let text = &hits[1].hit.text;
+        assert!(text.ends_with('…'));
+        let total: usize = hits
+            .iter()
+            .map(|h| {
+                h.hit.title.chars().count()
+                    + h.hit
+                        .answer
+                        .as_deref()
+                        .unwrap_or(&h.hit.text)
+                        .chars()
+                        .count()
+            })
+            .sum();
+        assert_eq!(total, 150);
+    }
+
+    #[test]
+    fn the_first_hit_is_kept_even_when_over_budget() {
+        let mut hits = vec![hit("问", Some(&"答".repeat(50)), "")];
+        apply_budget(&mut hits, 10);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].hit.answer.as_deref().unwrap().chars().count(), 9);
+    }
+
+    #[test]
+    fn a_small_remainder_drops_the_next_hit() {
+        let mut hits = vec![
+            hit("问", Some(&"答".repeat(90)), ""),
+            hit("问二", Some(&"答".repeat(90)), ""),
+        ];
+        apply_budget(&mut hits, 120);
+        assert_eq!(hits.len(), 1);
+    }
+}

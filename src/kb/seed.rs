@@ -1,0 +1,38 @@
+//! The sample knowledge base that `serve` imports into an empty store.
+
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Error;
+use super::import::{self, Report};
+use super::store::Store;
+
+/// Imports `sample` when the store holds no documents; returns what was imported.
+///
+/// `serve` calls this at start-up when no other source is configured. A missing sample
+/// file is not an error (the binary may run outside the source tree): it logs a warning
+/// and leaves the store empty.
+pub async fn seed_if_empty(store: &Store, sample: &Path) -> Result<Option<Report>, Error> {
+    let probe = store.clone();
+    let count = tokio::task::spawn_blocking(move || probe.count())
+        .await
+        .map_err(|err| Error::Store(format!("count task failed: {err}")))??;
+    if count > 0 {
+        return Ok(None);
+    }
+    if !sample.exists() {
+        tracing::warn!(sample = %sample.display(), "knowledge base is empty and the sample file is missing");
+        return Ok(None);
+    }
+    let report = store
+        .import(
+            &[sample.to_path_buf()],
+            &import::Options::default(),
+            &CancellationToken::new(),
+            &import::Silent,
+        )
+        .await?;
+    tracing::info!(sample = %sample.display(), added = report.added, "seeded the empty knowledge base");
+    Ok(Some(report))
+}

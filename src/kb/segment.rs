@@ -1,0 +1,332 @@
+//! Chinese word segmentation for the full-text index: jieba plus a user dictionary.
+//!
+//! One [`Segmenter`] serves both sides of the index: tantivy's tokenizer (through
+//! [`Segmenter::tokenizer`]) and the query side ([`Segmenter::query_terms`]). Using the
+//! same cut on both sides is what makes a query term meet the indexed term.
+//!
+//! jieba alone cuts 自伤 into 自/伤, so domain words come from the built-in
+//! dictionary `examples/kb/userdict.txt` plus an optional file named in the config.
+//! Search mode also emits the dictionary words inside a long word (刻板行为 gives
+//! 刻板, 行为 and 刻板行为), so a query for 刻板 still meets a document about 刻板行为.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use jieba_rs::{Jieba, TokenizeMode};
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+
+use super::Error;
+
+/// The dictionary compiled into the binary (`examples/kb/userdict.txt`).
+pub const BUILTIN_DICTIONARY: &str = include_str!("../../examples/kb/userdict.txt");
+
+/// Function words that carry no topic: dropped from queries and from the index.
+const STOP_WORDS: &[&str] = &[
+    "的",
+    "了",
+    "吗",
+    "呢",
+    "吧",
+    "啊",
+    "呀",
+    "是",
+    "在",
+    "和",
+    "与",
+    "及",
+    "或",
+    "我",
+    "你",
+    "他",
+    "她",
+    "它",
+    "我们",
+    "你们",
+    "他们",
+    "这",
+    "那",
+    "这个",
+    "那个",
+    "有",
+    "也",
+    "都",
+    "就",
+    "还",
+    "又",
+    "被",
+    "把",
+    "让",
+    "给",
+    "对",
+    "从",
+    "要",
+    "会",
+    "能",
+    "可以",
+    "该",
+    "应该",
+    "一个",
+    "一些",
+    "什么",
+    "怎么",
+    "怎么办",
+    "怎样",
+    "如何",
+    "为什么",
+    "哪些",
+    "是否",
+    "吗",
+    "么",
+    "得",
+    "地",
+    "着",
+    "过",
+    "个",
+    "等",
+    "请问",
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "and",
+    "or",
+    "is",
+    "are",
+    "in",
+    "on",
+    "for",
+    "how",
+    "what",
+    "why",
+    "do",
+    "does",
+    "i",
+    "my",
+];
+
+/// A shared jieba instance with the user dictionaries loaded.
+///
+/// Cloning is cheap: the dictionary lives behind an [`Arc`], which matters because
+/// tantivy clones its tokenizer for every indexing thread and segment.
+#[derive(Clone)]
+pub struct Segmenter {
+    /// The loaded dictionary.
+    jieba: Arc<Jieba>,
+}
+
+impl std::fmt::Debug for Segmenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segmenter").finish_non_exhaustive()
+    }
+}
+
+impl Segmenter {
+    /// Loads jieba's default dictionary, the built-in domain words and `extra`, if given.
+    pub fn new(extra: Option<&Path>) -> Result<Self, Error> {
+        let mut jieba = Jieba::new();
+        add_words(&mut jieba, BUILTIN_DICTIONARY, "built-in user dictionary")?;
+        if let Some(path) = extra {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            add_words(&mut jieba, &text, &path.display().to_string())?;
+        }
+        Ok(Self {
+            jieba: Arc::new(jieba),
+        })
+    }
+
+    /// The index-side words of `text`, in order, lower-cased, stop words and punctuation removed.
+    pub fn words(&self, text: &str) -> Vec<String> {
+        self.jieba
+            .tokenize(text, TokenizeMode::Search, true)
+            .into_iter()
+            .filter_map(|token| normalize(token.word))
+            .collect()
+    }
+
+    /// The distinct words of a query, in first-seen order.
+    pub fn query_terms(&self, query: &str) -> Vec<String> {
+        let mut terms: Vec<String> = Vec::new();
+        for word in self.words(query) {
+            if !terms.contains(&word) {
+                terms.push(word);
+            }
+        }
+        terms
+    }
+
+    /// A tantivy tokenizer that cuts exactly as [`Segmenter::words`] does.
+    pub fn tokenizer(&self) -> JiebaTokenizer {
+        JiebaTokenizer {
+            segmenter: self.clone(),
+        }
+    }
+}
+
+/// Adds each `WORD [FREQ] [TAG]` line of a jieba user dictionary.
+fn add_words(jieba: &mut Jieba, text: &str, origin: &str) -> Result<(), Error> {
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let word = fields.next().unwrap_or_default();
+        let freq = match fields.next() {
+            None => None,
+            Some(raw) => Some(raw.parse::<usize>().map_err(|_| Error::Parse {
+                path: origin.to_owned(),
+                line: index + 1,
+                message: format!(
+                    "expected `WORD [FREQUENCY] [TAG]`, but frequency `{raw}` is not a whole number"
+                ),
+            })?),
+        };
+        jieba.add_word(word, freq, fields.next());
+    }
+    Ok(())
+}
+
+/// Lower-cases a word, or drops it when it is a stop word or holds no letter or digit.
+fn normalize(word: &str) -> Option<String> {
+    if !word.chars().any(char::is_alphanumeric) {
+        return None;
+    }
+    let word = word.to_lowercase();
+    if STOP_WORDS.contains(&word.as_str()) {
+        return None;
+    }
+    Some(word)
+}
+
+/// The tantivy side of a [`Segmenter`].
+#[derive(Clone, Debug)]
+pub struct JiebaTokenizer {
+    /// The shared segmenter.
+    segmenter: Segmenter,
+}
+
+impl Tokenizer for JiebaTokenizer {
+    type TokenStream<'a> = WordStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordStream {
+        let tokens = self
+            .segmenter
+            .jieba
+            .tokenize(text, TokenizeMode::Search, true)
+            .into_iter()
+            .filter_map(|token| {
+                normalize(token.word).map(|word| Token {
+                    offset_from: token.byte_start,
+                    offset_to: token.byte_end,
+                    position: token.start,
+                    text: word,
+                    position_length: token.end - token.start,
+                })
+            })
+            .collect();
+        WordStream {
+            tokens,
+            next: 0,
+            current: Token::default(),
+        }
+    }
+}
+
+/// The words of one text, handed to tantivy one at a time.
+#[derive(Debug)]
+pub struct WordStream {
+    /// All tokens, cut up front.
+    tokens: Vec<Token>,
+    /// Index of the next token to hand out.
+    next: usize,
+    /// The token handed out last.
+    current: Token,
+}
+
+impl TokenStream for WordStream {
+    fn advance(&mut self) -> bool {
+        match self.tokens.get_mut(self.next) {
+            Some(token) => {
+                self.current = std::mem::take(token);
+                self.next += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn token(&self) -> &Token {
+        &self.current
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segmenter() -> Segmenter {
+        Segmenter::new(None).unwrap()
+    }
+
+    #[test]
+    fn domain_words_from_the_builtin_dictionary_stay_whole() {
+        let words = segmenter().words("自闭症孩子自伤怎么办");
+        assert!(words.contains(&"自伤".to_owned()), "{words:?}");
+        assert!(words.contains(&"自闭症".to_owned()), "{words:?}");
+        assert!(!words.contains(&"伤".to_owned()), "{words:?}");
+    }
+
+    #[test]
+    fn han_text_is_cut_into_words_not_one_token_per_run() {
+        let words = segmenter().words("孩子有刻板行为");
+        assert!(words.contains(&"孩子".to_owned()), "{words:?}");
+        assert!(words.contains(&"刻板行为".to_owned()), "{words:?}");
+        assert!(
+            words.contains(&"刻板".to_owned()),
+            "search mode keeps sub-words: {words:?}"
+        );
+    }
+
+    #[test]
+    fn query_terms_drop_stop_words_punctuation_and_repeats() {
+        let terms = segmenter().query_terms("孩子的睡眠问题，孩子怎么办？");
+        assert_eq!(
+            terms.iter().filter(|t| *t == "孩子").count(),
+            1,
+            "{terms:?}"
+        );
+        assert!(
+            !terms
+                .iter()
+                .any(|t| t == "的" || t == "，" || t == "怎么办"),
+            "{terms:?}"
+        );
+    }
+
+    #[test]
+    fn an_extra_dictionary_adds_words_and_reports_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("words.txt");
+        std::fs::write(&good, "# comment\n蓝莓干预法 10 n\n").unwrap();
+        let words = Segmenter::new(Some(&good)).unwrap().words("试试蓝莓干预法");
+        assert!(words.contains(&"蓝莓干预法".to_owned()), "{words:?}");
+
+        let bad = dir.path().join("bad.txt");
+        std::fs::write(&bad, "好词\n坏词 many\n").unwrap();
+        let err = Segmenter::new(Some(&bad)).unwrap_err().to_string();
+        assert!(err.contains("bad.txt:2:"), "{err}");
+    }
+
+    #[test]
+    fn english_words_are_lower_cased() {
+        assert_eq!(segmenter().words("ABA Therapy"), ["aba", "therapy"]);
+    }
+}

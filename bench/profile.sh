@@ -26,7 +26,7 @@ pids+=($!)
 run_one() {
   local name="$1"; shift
   local port="$1"; shift
-  OPENAI_BASE_URL=http://127.0.0.1:18350/v1 OPENAI_API_KEY=bench OPENAI_MODEL=bench-model RUST_LOG=warn \
+  RAGSTREAM_KB__DATA_DIR=bench/target/kb-data OPENAI_BASE_URL=http://127.0.0.1:18350/v1 OPENAI_API_KEY=bench OPENAI_MODEL=bench-model RUST_LOG=warn \
     valgrind --tool=callgrind --callgrind-out-file="$out/$name.out" "$@" >"$out/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")

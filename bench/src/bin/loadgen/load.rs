@@ -84,6 +84,8 @@ pub struct Run {
     pub samples: Vec<Sample>,
     pub unstarted: usize,
     pub wall: Duration,
+    /// `/proc/stat` (busy, total, irq+softirq) jiffies from the start of the streams to their end.
+    pub machine: (u64, u64, u64),
 }
 
 pub async fn run(load: &Load) -> Run {
@@ -138,13 +140,16 @@ pub async fn run(load: &Load) -> Run {
         })
         .collect();
     barrier.wait().await;
+    let machine_before = crate::proc_stats::machine();
     let started = Instant::now();
     let mut samples = Vec::with_capacity(load.streams);
     for handle in handles {
         samples.extend(handle.await.expect("load worker panicked"));
     }
     let wall = started.elapsed();
-    Run { unstarted: load.streams.saturating_sub(samples.len()), samples, wall }
+    let after = crate::proc_stats::machine();
+    let machine = (after.0 - machine_before.0, after.1 - machine_before.1, after.2 - machine_before.2);
+    Run { unstarted: load.streams.saturating_sub(samples.len()), samples, wall, machine }
 }
 
 /// The request each stream sends, built once.

@@ -88,8 +88,10 @@ pub struct Outcome {
     pub machine_busy: Duration,
     /// Of `machine_busy`, time in irq and softirq context.
     pub machine_softirq: Duration,
-    /// Wall time over which `machine_busy` was taken (the run and its connection set-up).
+    /// Wall time over which `machine_busy` was taken (the streams, not the connection set-up).
     pub window: Duration,
+    /// Resident set size of the relay once started and warmed up, before the load, KiB.
+    pub relay_idle_kib: Option<u64>,
     /// CPU time of the load generator itself during the run.
     pub loadgen_cpu: Duration,
     /// The upstream's stamps (`/bench/marks`) of every round, in order.
@@ -260,7 +262,9 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
             if let Some(config) = &args.ragstream_config {
                 cmd.arg("--config").arg(config);
             }
-            cmd.env("OPENAI_BASE_URL", &base_url)
+            // The embedded knowledge base lives in the harness's own target directory.
+            cmd.env("RAGSTREAM_KB__DATA_DIR", "bench/target/kb-data")
+                .env("OPENAI_BASE_URL", &base_url)
                 .env("OPENAI_API_KEY", "bench")
                 .env("OPENAI_MODEL", "bench-model")
                 .env("RUST_LOG", "warn");
@@ -287,8 +291,7 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
     let relay_before = relay_pid.map(proc_stats::cpu);
     let syscalls_before = relay_pid.map(proc_stats::syscalls);
     let loadgen_before = proc_stats::cpu(std::process::id());
-    let machine_before = proc_stats::machine();
-    let window_started = Instant::now();
+    let relay_idle_kib = relay_pid.map(proc_stats::rss_kib);
     let perf = args.perf_dir.as_ref().zip(relay_pid).map(|(dir, pid)| {
         let mut cmd = Command::new("perf");
         cmd.args(["record", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,8192", "-p"]);
@@ -313,8 +316,6 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
         unsafe { libc::kill(perf.id() as libc::pid_t, libc::SIGINT) };
         let _ = perf.wait();
     }
-    let machine_after = proc_stats::machine();
-    let window = window_started.elapsed();
     let loadgen_cpu = proc_stats::cpu(std::process::id()).since(&loadgen_before);
     let upstream_cpu = proc_stats::cpu(r.upstream.id()).since(&upstream_before);
     let relay_cpu = relay_pid.zip(relay_before).map(|(pid, before)| proc_stats::cpu(pid).since(&before));
@@ -324,8 +325,9 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
         (r1 - r0, w1 - w0)
     });
     let jiffy = Duration::from_millis(1000 / proc_stats::ticks_per_second());
-    let machine_busy = jiffy * (machine_after.0 - machine_before.0) as u32;
-    let machine_softirq = jiffy * (machine_after.2 - machine_before.2) as u32;
+    let machine_busy = jiffy * run.machine.0 as u32;
+    let machine_softirq = jiffy * run.machine.2 as u32;
+    let window = jiffy * (run.machine.1 as u32) / proc_stats::cores();
     let marks = Some(load::marks(r.upstream_addr).await);
     Outcome {
         target: r.target,
@@ -339,6 +341,7 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
         machine_busy,
         machine_softirq,
         window,
+        relay_idle_kib,
         loadgen_cpu,
         marks,
     }
@@ -353,6 +356,7 @@ impl Outcome {
         self.relay_cpu = self.relay_cpu.zip(other.relay_cpu).map(|(a, b)| a + b);
         self.upstream_cpu += other.upstream_cpu;
         self.relay_hwm_kib = self.relay_hwm_kib.max(other.relay_hwm_kib);
+        self.relay_idle_kib = self.relay_idle_kib.min(other.relay_idle_kib);
         self.relay_syscalls =
             self.relay_syscalls.zip(other.relay_syscalls).map(|((r0, w0), (r1, w1))| (r0 + r1, w0 + w1));
         self.machine_busy += other.machine_busy;

@@ -30,6 +30,8 @@ pub struct Figures {
     /// Upstream CPU per chunk it sent, µs.
     pub upstream_cpu_us: f64,
     pub relay_rss_mib: Option<f64>,
+    /// Resident set of the relay before the load (started and warmed up), MiB.
+    pub relay_idle_mib: Option<f64>,
     /// Relay read and write system calls per relayed chunk.
     pub relay_syscalls: Option<(f64, f64)>,
     /// Share of the machine's cores busy during the run, %.
@@ -58,6 +60,7 @@ pub fn figures(case: &Case, o: &Outcome) -> Figures {
         relay_cpu_us: o.relay_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / chunks),
         upstream_cpu_us: o.upstream_cpu.as_secs_f64() * 1e6 / chunks,
         relay_rss_mib: o.relay_hwm_kib.map(|kib| kib as f64 / 1024.0),
+        relay_idle_mib: o.relay_idle_kib.map(|kib| kib as f64 / 1024.0),
         relay_syscalls: o.relay_syscalls.map(|(r, w)| (r as f64 / chunks, w as f64 / chunks)),
         machine_busy_pct: o.machine_busy.as_secs_f64() / cores() / o.window.as_secs_f64() * 100.0,
         softirq_pct: o.machine_softirq.as_secs_f64() / cores() / o.window.as_secs_f64() * 100.0,
@@ -149,8 +152,8 @@ pub fn markdown(args: &Args, results: &[(Case, Vec<Outcome>)], took: Duration) -
             "### {} — concurrency {}, {} streams × {} chunks, {} ms apart, in {} rounds per target\n",
             case.name, case.concurrency, case.streams, case.chunks, case.gap_ms, case.rounds
         );
-        let _ = writeln!(md, "| target | ok | failed | streams/s | TTFB p50 | TTFB p99 | added TTFB p50 | added TTFB p99 | TTLB p50 | TTLB p99 | added TTLB p50 | added TTLB p99 | relay CPU µs/chunk | relay peak RSS MiB |");
-        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(md, "| target | ok | failed | streams/s | TTFB p50 | TTFB p99 | added TTFB p50 | added TTFB p99 | TTLB p50 | TTLB p99 | added TTLB p50 | added TTLB p99 | relay CPU µs/chunk | relay peak RSS MiB | relay RSS before load MiB |");
+        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         let direct = outcomes.iter().find(|o| o.target == Target::Direct).map(|o| figures(case, o));
         for o in outcomes {
             let f = figures(case, o);
@@ -159,12 +162,12 @@ pub fn markdown(args: &Args, results: &[(Case, Vec<Outcome>)], took: Duration) -
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 o.target.label(), f.ok, f.failed, f.per_sec,
                 ms(f.ttfb_p50), ms(f.ttfb_p99),
                 added(f.ttfb_p50, |d| d.ttfb_p50), added(f.ttfb_p99, |d| d.ttfb_p99),
                 ms(f.ttlb_p50), ms(f.ttlb_p99), added(f.ttlb_p50, |d| d.ttlb_p50), added(f.ttlb_p99, |d| d.ttlb_p99),
-                opt(f.relay_cpu_us, 2), opt(f.relay_rss_mib, 1),
+                opt(f.relay_cpu_us, 2), opt(f.relay_rss_mib, 1), opt(f.relay_idle_mib, 1),
             );
         }
         let _ = writeln!(md, "\n<details><summary>machine figures for {}</summary>\n", case.name);
@@ -260,6 +263,10 @@ fn targets(md: &mut String, results: &[(Case, Vec<Outcome>)]) {
             rows.push(format!("| TTLB p99 within 10 % (c=1000) | {} | {} ms | {} ms | {:.3}× | {} |", case.name, ms(m.ttlb_p99), ms(r.ttlb_p99), ratio, verdict(ratio <= 1.10)));
             if let (Some(mr), Some(rr)) = (m.relay_rss_mib, r.relay_rss_mib) {
                 rows.push(format!("| peak RSS ≤ 2× (c=1000) | {} | {:.1} MiB | {:.1} MiB | {:.2}× | {} |", case.name, mr, rr, rr / mr, verdict(rr / mr <= 2.0)));
+                if let (Some(mi), Some(ri)) = (m.relay_idle_mib, r.relay_idle_mib) {
+                    let (mg, rg) = (mr - mi, rr - ri);
+                    rows.push(format!("| (peak RSS growth under load, for reference) | {} | {:.1} MiB | {:.1} MiB | {:.2}× | |", case.name, mg, rg, rg / mg));
+                }
             }
         }
         if let (Some(mc), Some(rc)) = (m.relay_cpu_us, r.relay_cpu_us) {

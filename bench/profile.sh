@@ -13,7 +13,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 gap="${1:-2}"
 streams="${2:-40}"
-chunks=100
+chunks="${CHUNKS:-100}"
 out=bench/results/callgrind
 mkdir -p "$out"
 pids=()

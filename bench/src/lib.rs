@@ -11,8 +11,18 @@ pub mod script {
     /// Token-sized pieces of text. They include Chinese, a quote and a newline so that a
     /// relay has to unescape JSON strings as it would for a real model.
     pub const WORDS: [&str; 12] = [
-        " The", " relay", " should", " be", " invisible", ":", " 自闭症", "孩子", " \"fast\"", ",",
-        "\n", " cheap.",
+        " The",
+        " relay",
+        " should",
+        " be",
+        " invisible",
+        ":",
+        " 自闭症",
+        "孩子",
+        " \"fast\"",
+        ",",
+        "\n",
+        " cheap.",
     ];
 
     /// The text of content chunk `i`.
@@ -31,7 +41,10 @@ pub mod clock {
 
     /// Nanoseconds on CLOCK_MONOTONIC (the clock `std::time::Instant` reads on Linux).
     pub fn now_ns() -> u64 {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on Linux.
         let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");

@@ -105,13 +105,17 @@ async fn serve(settings: Settings) {
         marks: Arc::default(),
     });
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         // Without TCP_NODELAY the first chunk of each reply waits ~40 ms (Nagle + delayed ACK).
         tcp.set_nodelay(true).expect("TCP_NODELAY");
         let upstream = upstream.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(upstream.clone(), req));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
         });
     }
 }
@@ -125,7 +129,10 @@ async fn handle(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Reply, Infa
     }
     if req.method() == Method::GET && path == "/bench/marks" {
         let marks = std::mem::take(&mut *up.marks.lock().expect("marks lock"));
-        return Ok(text(StatusCode::OK, serde_json::to_string(&marks).expect("marks json")));
+        return Ok(text(
+            StatusCode::OK,
+            serde_json::to_string(&marks).expect("marks json"),
+        ));
     }
     if req.method() != Method::POST || !path.ends_with("/chat/completions") {
         return Ok(text(StatusCode::NOT_FOUND, "not found"));
@@ -139,12 +146,19 @@ async fn handle(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Reply, Infa
         return Ok(text(StatusCode::BAD_REQUEST, "body is not JSON"));
     };
     if request["stream"] != json!(true) {
-        return Ok(text(StatusCode::BAD_REQUEST, "only stream: true is scripted"));
+        return Ok(text(
+            StatusCode::BAD_REQUEST,
+            "only stream: true is scripted",
+        ));
     }
     let (frames, mark) = if up.settings.tool_mode && !is_second_call(&request) {
         (up.tool_call.clone(), Mark::ToolEnd)
     } else if up.settings.tool_mode {
-        up.marks.lock().expect("marks lock").second_req.push(arrived);
+        up.marks
+            .lock()
+            .expect("marks lock")
+            .second_req
+            .push(arrived);
         (up.answer.clone(), Mark::SecondFirst)
     } else {
         (up.answer.clone(), Mark::None)
@@ -233,7 +247,11 @@ impl Body for Script {
             }
         }
         if this.mark == Mark::ToolEnd && last {
-            this.marks.lock().expect("marks lock").tool_end.push(clock::now_ns());
+            this.marks
+                .lock()
+                .expect("marks lock")
+                .tool_end
+                .push(clock::now_ns());
         }
         if !last && !this.gap.is_zero() {
             this.sleep.as_mut().reset(Instant::now() + this.gap);
@@ -296,7 +314,10 @@ fn tool_call_frames(settings: &Settings) -> Arc<[Bytes]> {
         })
         .collect();
     let end = chunk(json!({}), json!("tool_calls")) + "data: [DONE]\n\n";
-    frames.last_mut().expect("at least one argument piece").push_str(&end);
+    frames
+        .last_mut()
+        .expect("at least one argument piece")
+        .push_str(&end);
     frames.into_iter().map(Bytes::from).collect()
 }
 
@@ -314,8 +335,14 @@ fn parse_args() -> Settings {
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
-        let [key, value] = pair else { usage(&format!("`{}` needs a value", pair[0])) };
-        let number = || value.parse::<u64>().unwrap_or_else(|_| usage(&format!("bad {key}")));
+        let [key, value] = pair else {
+            usage(&format!("`{}` needs a value", pair[0]))
+        };
+        let number = || {
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| usage(&format!("bad {key}")))
+        };
         match key.as_str() {
             "--addr" => settings.addr = value.parse().unwrap_or_else(|_| usage("bad --addr")),
             "--chunks" => settings.chunks = number() as usize,

@@ -103,7 +103,8 @@ pub async fn run(load: &Load) -> Run {
         .map(|_| {
             let (tickets, request, expected) = (tickets.clone(), request.clone(), expected.clone());
             let (barrier, connecting) = (barrier.clone(), connecting.clone());
-            let (addr, kind, streams, time_cap) = (load.addr, load.kind, load.streams, load.time_cap);
+            let (addr, kind, streams, time_cap) =
+                (load.addr, load.kind, load.streams, load.time_cap);
             tokio::spawn(async move {
                 let permit = connecting.acquire_owned().await.expect("semaphore open");
                 let connect_started = Instant::now();
@@ -113,7 +114,8 @@ pub async fn run(load: &Load) -> Run {
                 barrier.wait().await;
                 let deadline = Instant::now() + time_cap;
                 let mut samples = Vec::new();
-                while Instant::now() < deadline && tickets.fetch_add(1, Ordering::Relaxed) < streams {
+                while Instant::now() < deadline && tickets.fetch_add(1, Ordering::Relaxed) < streams
+                {
                     let connecting = Instant::now();
                     let fresh = conn.is_none();
                     let mut sample = match ready_conn(&mut conn, addr).await {
@@ -148,8 +150,17 @@ pub async fn run(load: &Load) -> Run {
     }
     let wall = started.elapsed();
     let after = crate::proc_stats::machine();
-    let machine = (after.0 - machine_before.0, after.1 - machine_before.1, after.2 - machine_before.2);
-    Run { unstarted: load.streams.saturating_sub(samples.len()), samples, wall, machine }
+    let machine = (
+        after.0 - machine_before.0,
+        after.1 - machine_before.1,
+        after.2 - machine_before.2,
+    );
+    Run {
+        unstarted: load.streams.saturating_sub(samples.len()),
+        samples,
+        wall,
+        machine,
+    }
 }
 
 /// The request each stream sends, built once.
@@ -173,12 +184,19 @@ impl RequestSpec {
                 serde_json::json!({"messages": [{"role": "user", "content": question}]}),
             ),
         };
-        RequestSpec { path, body: serde_json::to_vec(&body).expect("request json").into() }
+        RequestSpec {
+            path,
+            body: serde_json::to_vec(&body).expect("request json").into(),
+        }
     }
 }
 
 fn failed(error: &str) -> Sample {
-    Sample { ok: false, error: Some(error.to_owned()), ..Sample::default() }
+    Sample {
+        ok: false,
+        error: Some(error.to_owned()),
+        ..Sample::default()
+    }
 }
 
 /// The open connection, or a new one when there is none or it has closed.
@@ -203,12 +221,17 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, connection) = http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    let (sender, connection) = http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     Ok(sender)
 }
@@ -243,7 +266,9 @@ async fn one_stream(
             None => break,
             Some(Err(err)) => return failed(&format!("body: {err}")),
             Some(Ok(frame)) => {
-                let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) else { continue };
+                let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) else {
+                    continue;
+                };
                 ttfb.get_or_insert_with(|| {
                     first_byte_ns = clock::now_ns();
                     sent.elapsed()
@@ -279,7 +304,13 @@ async fn one_stream(
             tool: events.map(|e| e.times),
             ..Sample::default()
         },
-        Err(error) => Sample { ok: false, error: Some(error), ttfb, ttlb, ..Sample::default() },
+        Err(error) => Sample {
+            ok: false,
+            error: Some(error),
+            ttfb,
+            ttlb,
+            ..Sample::default()
+        },
     }
 }
 
@@ -302,7 +333,8 @@ impl EventScanner {
         while let Some(end) = received[self.scanned..].iter().position(|&b| b == b'\n') {
             let line = &received[self.scanned..self.scanned + end];
             self.scanned += end + 1;
-            let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
+            let line =
+                String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
             if let Some(name) = line.strip_prefix("event:") {
                 self.event = name.trim().to_owned();
                 let now = clock::now_ns();
@@ -317,7 +349,9 @@ impl EventScanner {
                 let data = data.strip_prefix(' ').unwrap_or(data);
                 let json: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
                 match self.event.as_str() {
-                    "delta" => self.text.push_str(json["text"].as_str().unwrap_or_default()),
+                    "delta" => self
+                        .text
+                        .push_str(json["text"].as_str().unwrap_or_default()),
                     "error" => self.error = Some(data.to_owned()),
                     _ => {}
                 }
@@ -338,7 +372,10 @@ impl EventScanner {
             return Err("no tool_call event".to_owned());
         }
         if self.text.as_bytes() != expected {
-            return Err(format!("answer text differs: {:?}", &self.text[..self.text.len().min(200)]));
+            return Err(format!(
+                "answer text differs: {:?}",
+                &self.text[..self.text.len().min(200)]
+            ));
         }
         Ok(())
     }
@@ -347,10 +384,21 @@ impl EventScanner {
 /// `GET path` on a fresh connection: status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<(u16, Bytes), String> {
     let mut sender = connect::<Empty<Bytes>>(addr).await?;
-    let request = Request::get(path).header("host", "127.0.0.1").body(Empty::new()).expect("request");
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let request = Request::get(path)
+        .header("host", "127.0.0.1")
+        .body(Empty::new())
+        .expect("request");
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok((status, body))
 }
 
@@ -359,5 +407,47 @@ pub async fn marks(upstream: SocketAddr) -> Marks {
     match get(upstream, "/bench/marks").await {
         Ok((200, body)) => serde_json::from_slice(&body).unwrap_or_default(),
         _ => Marks::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ragstream's `/api/chat` on the tool path, shortened.
+    const CHAT: &str = concat!(
+        "event: status\ndata: {\"stage\":\"searching\"}\n\n",
+        "event: tool_call\ndata: {\"id\":\"call_1\",\"name\":\"autism_expert\"}\n\n",
+        "event: sources\ndata: {\"sources\":[]}\n\n",
+        "event: delta\ndata: {\"text\":\" The\"}\n\n",
+        "event: delta\ndata: {\"text\":\" relay\"}\n\n",
+        "event: done\ndata: {\"finish_reason\":\"stop\"}\n\n",
+    );
+
+    #[test]
+    fn the_scanner_sees_every_event_wherever_the_bytes_are_cut() {
+        for cut in 0..CHAT.len() {
+            let mut scanner = EventScanner::default();
+            scanner.scan(&CHAT.as_bytes()[..cut]);
+            scanner.scan(CHAT.as_bytes());
+            assert_eq!(scanner.text, " The relay", "cut at {cut}");
+            assert!(scanner.times.tool_call.is_some() && scanner.times.sources.is_some());
+            assert!(scanner.times.first_delta.is_some());
+            assert_eq!(scanner.verdict(script::answer(2).as_bytes()), Ok(()));
+        }
+    }
+
+    #[test]
+    fn an_error_event_fails_the_stream() {
+        let mut scanner = EventScanner::default();
+        scanner.scan(
+            b"event: error\ndata: {\"code\":\"upstream_timeout\"}\n\nevent: done\ndata: {}\n\n",
+        );
+        assert!(
+            scanner
+                .verdict(b"")
+                .unwrap_err()
+                .contains("upstream_timeout")
+        );
     }
 }

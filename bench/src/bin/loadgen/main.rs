@@ -123,7 +123,11 @@ fn main() {
         .expect("build tokio runtime");
     let cases = plan(args.quick)
         .into_iter()
-        .filter(|c| args.only.as_ref().is_none_or(|only| c.name.contains(only.as_str())))
+        .filter(|c| {
+            args.only
+                .as_ref()
+                .is_none_or(|only| c.name.contains(only.as_str()))
+        })
         .collect::<Vec<_>>();
     std::fs::create_dir_all(&args.logs).expect("create log directory");
     let started = Instant::now();
@@ -135,10 +139,19 @@ fn main() {
             .filter(|&t| !case.tool || t == Target::Ragstream)
             .filter(|t| args.targets.is_empty() || args.targets.iter().any(|k| k == t.key()))
             .collect();
-        eprintln!("[{:>5.1}s] {} ({} rounds)", started.elapsed().as_secs_f64(), case.name, case.rounds);
+        eprintln!(
+            "[{:>5.1}s] {} ({} rounds)",
+            started.elapsed().as_secs_f64(),
+            case.name,
+            case.rounds
+        );
         let outcomes = runtime.block_on(run_case(&args, case, &targets));
         for outcome in &outcomes {
-            eprintln!("  {:<18} {}", outcome.target.label(), report::one_line(case, outcome));
+            eprintln!(
+                "  {:<18} {}",
+                outcome.target.label(),
+                report::one_line(case, outcome)
+            );
         }
         results.push((case.clone(), outcomes));
     }
@@ -156,7 +169,11 @@ fn plan(quick: bool) -> Vec<Case> {
     let chunks = if quick { 50 } else { 100 };
     let cap = Duration::from_secs(if quick { 30 } else { 90 });
     let case = |concurrency: usize, streams: usize, gap_ms, tool: bool| Case {
-        name: if tool { format!("tool-c{concurrency}") } else { format!("c{concurrency}-gap{gap_ms}") },
+        name: if tool {
+            format!("tool-c{concurrency}")
+        } else {
+            format!("c{concurrency}-gap{gap_ms}")
+        },
         concurrency,
         streams,
         chunks,
@@ -237,7 +254,12 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
     let upstream_addr = free_addr();
     let mut upstream_cmd = Command::new(&args.upstream_bin);
     upstream_cmd.args(["--addr", &upstream_addr.to_string()]);
-    upstream_cmd.args(["--chunks", &case.chunks.to_string(), "--gap-ms", &case.gap_ms.to_string()]);
+    upstream_cmd.args([
+        "--chunks",
+        &case.chunks.to_string(),
+        "--gap-ms",
+        &case.gap_ms.to_string(),
+    ]);
     upstream_cmd.args(["--mode", if case.tool { "tool" } else { "direct" }]);
     let upstream = spawn(upstream_cmd, &args.logs.join(format!("{tag}-upstream.log")));
     wait_ready(upstream_addr, None).await;
@@ -248,7 +270,8 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
         Target::MinRelay => {
             let addr = free_addr();
             let mut cmd = Command::new(&args.minrelay_bin);
-            cmd.args(["--addr", &addr.to_string()]).env("OPENAI_BASE_URL", &base_url);
+            cmd.args(["--addr", &addr.to_string()])
+                .env("OPENAI_BASE_URL", &base_url);
             let child = spawn(cmd, &args.logs.join(format!("{tag}-relay.log")));
             wait_ready(addr, None).await;
             (Some(child), addr, Kind::Python)
@@ -270,17 +293,36 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
                 .env("RUST_LOG", "warn");
             let child = spawn(cmd, &args.logs.join(format!("{tag}-relay.log")));
             wait_ready(addr, Some("/healthz")).await;
-            (Some(child), addr, if case.tool { Kind::Chat } else { Kind::Python })
+            (
+                Some(child),
+                addr,
+                if case.tool { Kind::Chat } else { Kind::Python },
+            )
         }
     };
-    let warm_up = Load { addr, kind, chunks: case.chunks, concurrency: 1, streams: 1, time_cap: case.time_cap };
+    let warm_up = Load {
+        addr,
+        kind,
+        chunks: case.chunks,
+        concurrency: 1,
+        streams: 1,
+        time_cap: case.time_cap,
+    };
     let warm = load::run(&warm_up).await;
     if let Some(err) = warm.samples.iter().find_map(|s| s.error.clone()) {
         eprintln!("         {tag}: warm-up stream failed: {err}");
     }
     // Forget the warm-up's stamps.
     load::marks(upstream_addr).await;
-    Running { target, tag, upstream, upstream_addr, relay, addr, kind }
+    Running {
+        target,
+        tag,
+        upstream,
+        upstream_addr,
+        relay,
+        addr,
+        kind,
+    }
 }
 
 /// One round of `streams` streams against a running target, with its CPU, system calls
@@ -294,7 +336,16 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
     let relay_idle_kib = relay_pid.map(proc_stats::rss_kib);
     let perf = args.perf_dir.as_ref().zip(relay_pid).map(|(dir, pid)| {
         let mut cmd = Command::new("perf");
-        cmd.args(["record", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,8192", "-p"]);
+        cmd.args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "--call-graph",
+            "dwarf,8192",
+            "-p",
+        ]);
         let data = dir.join(format!("{}-{}.perf.data", r.tag, clock_tag()));
         cmd.arg(pid.to_string()).arg("-o").arg(data);
         spawn(cmd, &args.logs.join(format!("{}-perf.log", r.tag)))
@@ -318,7 +369,9 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
     }
     let loadgen_cpu = proc_stats::cpu(std::process::id()).since(&loadgen_before);
     let upstream_cpu = proc_stats::cpu(r.upstream.id()).since(&upstream_before);
-    let relay_cpu = relay_pid.zip(relay_before).map(|(pid, before)| proc_stats::cpu(pid).since(&before));
+    let relay_cpu = relay_pid
+        .zip(relay_before)
+        .map(|(pid, before)| proc_stats::cpu(pid).since(&before));
     let relay_hwm_kib = relay_pid.map(proc_stats::peak_rss_kib);
     let relay_syscalls = relay_pid.zip(syscalls_before).map(|(pid, (r0, w0))| {
         let (r1, w1) = proc_stats::syscalls(pid);
@@ -357,8 +410,10 @@ impl Outcome {
         self.upstream_cpu += other.upstream_cpu;
         self.relay_hwm_kib = self.relay_hwm_kib.max(other.relay_hwm_kib);
         self.relay_idle_kib = self.relay_idle_kib.min(other.relay_idle_kib);
-        self.relay_syscalls =
-            self.relay_syscalls.zip(other.relay_syscalls).map(|((r0, w0), (r1, w1))| (r0 + r1, w0 + w1));
+        self.relay_syscalls = self
+            .relay_syscalls
+            .zip(other.relay_syscalls)
+            .map(|((r0, w0), (r1, w1))| (r0 + r1, w0 + w1));
         self.machine_busy += other.machine_busy;
         self.window += other.window;
         self.machine_softirq += other.machine_softirq;
@@ -380,7 +435,9 @@ impl Outcome {
 
 /// Seconds since the epoch, to keep profiles of successive rounds apart.
 fn clock_tag() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A loopback address with a port the kernel just handed out (and we let go of).
@@ -393,7 +450,8 @@ fn spawn(mut cmd: Command, log: &std::path::Path) -> Child {
     let log = std::fs::File::create(log).expect("create process log");
     let err = log.try_clone().expect("clone log handle");
     cmd.stdin(Stdio::null()).stdout(log).stderr(err);
-    cmd.spawn().unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
 }
 
 /// Wait until `addr` accepts connections (and, with `health`, answers 200 there).
@@ -402,7 +460,9 @@ async fn wait_ready(addr: SocketAddr, health: Option<&str>) {
     while Instant::now() < deadline {
         let up = match health {
             None => tokio::net::TcpStream::connect(addr).await.is_ok(),
-            Some(path) => load::get(addr, path).await.is_ok_and(|(status, _)| status == 200),
+            Some(path) => load::get(addr, path)
+                .await
+                .is_ok_and(|(status, _)| status == 200),
         };
         if up {
             return;
@@ -442,7 +502,10 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(key) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("`{key}` needs a value")));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("`{key}` needs a value")))
+        };
         match key.as_str() {
             "--upstream-bin" => args.upstream_bin = value().into(),
             "--minrelay-bin" => args.minrelay_bin = value().into(),

@@ -25,10 +25,20 @@ impl CpuSnapshot {
 
 pub fn cpu(pid: u32) -> CpuSnapshot {
     let mut threads = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return CpuSnapshot(threads) };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return CpuSnapshot(threads);
+    };
     for task in tasks.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
         if let Some(ns) = stat.split_whitespace().next().and_then(|f| f.parse().ok()) {
             threads.insert(tid, ns);
         }

@@ -46,6 +46,10 @@ pub enum TurnError {
 
 /// What a `data:` payload holds.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a chunk lives on the stack for one call; boxing it would add the allocation its layout avoids"
+)]
 pub enum Payload {
     /// A chunk to apply.
     Chunk(Chunk),
@@ -90,36 +94,34 @@ impl TurnState {
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
-        for choice in chunk.choices {
-            if choice.index.unwrap_or(0) != 0 {
-                continue;
+        let Some(choice) = chunk.choice else {
+            return Ok(());
+        };
+        if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
+            self.finish_reason = Some(reason);
+        }
+        let Some(delta) = choice.delta else {
+            return Ok(());
+        };
+        if let Some(text) = delta
+            .reasoning_content
+            .or(delta.reasoning)
+            .filter(|t| !t.is_empty())
+        {
+            self.reasoning.push_str(&text);
+            out.push(TurnEvent::Reasoning(text));
+        }
+        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+            self.content.push_str(&text);
+            out.push(TurnEvent::Content(text));
+        }
+        for call in delta.tool_calls.into_iter().flatten() {
+            if let Some(started) = self.calls.apply(call) {
+                out.push(TurnEvent::ToolCallStarted(started));
             }
-            if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
-                self.finish_reason = Some(reason);
-            }
-            let Some(delta) = choice.delta else { continue };
-            if let Some(text) = delta
-                .reasoning_content
-                .or(delta.reasoning)
-                .filter(|t| !t.is_empty())
-            {
-                self.reasoning.push_str(&text);
-                out.push(TurnEvent::Reasoning(text));
-            }
-            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                self.content.push_str(&text);
-                out.push(TurnEvent::Content(text));
-            }
-            for call in delta.tool_calls.into_iter().flatten() {
-                if let Some(started) = self.calls.apply(call) {
-                    out.push(TurnEvent::ToolCallStarted(started));
-                }
-            }
-            if let Some(function) = delta.function_call {
-                if let Some(started) = self.calls.apply_legacy(function) {
-                    out.push(TurnEvent::ToolCallStarted(started));
-                }
-            }
+        }
+        if let Some(started) = delta.function_call.and_then(|f| self.calls.apply_legacy(f)) {
+            out.push(TurnEvent::ToolCallStarted(started));
         }
         Ok(())
     }

@@ -11,9 +11,10 @@ use serde_json::Value;
 /// One `chat.completion.chunk` as sent by any provider.
 #[derive(Debug, Default, Deserialize)]
 pub struct Chunk {
-    /// Choices in this chunk; empty for usage-only chunks.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub choices: Vec<Choice>,
+    /// The first choice (index 0); `None` for usage-only chunks. Other
+    /// choices are parsed and dropped, which saves a `Vec` per chunk.
+    #[serde(rename = "choices", default, deserialize_with = "first_choice")]
+    pub choice: Option<Choice>,
     /// Token usage, usually in the last chunk.
     #[serde(default)]
     pub usage: Option<Usage>,
@@ -95,12 +96,44 @@ pub struct Usage {
     pub total_tokens: Option<u64>,
 }
 
-fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
+/// Reads `choices` (a list, or `null`) keeping only the first choice with index 0.
+fn first_choice<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Choice>, D::Error> {
+    struct FirstChoice;
+
+    impl<'de> serde::de::Visitor<'de> for FirstChoice {
+        type Value = Option<Choice>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of choices or null")
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+            de.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut first = None;
+            while let Some(choice) = seq.next_element::<Choice>()? {
+                if first.is_none() && choice.index.unwrap_or(0) == 0 {
+                    first = Some(choice);
+                }
+            }
+            Ok(first)
+        }
+    }
+
+    de.deserialize_option(FirstChoice)
 }
 
 /// A message of the conversation sent upstream.
@@ -238,6 +271,18 @@ mod tests {
         for text in quirks {
             serde_json::from_str::<Chunk>(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         }
+    }
+
+    #[test]
+    fn only_the_first_choice_is_kept() {
+        let chunk: Chunk = serde_json::from_str(
+            r#"{"choices":[{"index":1,"delta":{"content":"b"}},{"index":0,"delta":{"content":"a"}}]}"#,
+        )
+        .unwrap();
+        let choice = chunk.choice.unwrap();
+        assert_eq!(choice.delta.unwrap().content.as_deref(), Some("a"));
+        let none: Chunk = serde_json::from_str(r#"{"choices":[{"index":2,"delta":{}}]}"#).unwrap();
+        assert!(none.choice.is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod guard;
 pub mod request;
+pub mod sse;
 pub mod wire;
 
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, State};
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -94,15 +94,8 @@ async fn chat(
     State(app): State<AppState>,
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
-    let events = answer(&app, body)?.map(wire::to_sse);
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    // Tell nginx-style proxies not to buffer the stream.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    let events = sse::EventStream::new(answer(&app, body)?);
+    Ok(streaming("text/event-stream", Body::from_stream(events)))
 }
 
 /// `POST /api/python`: the classic contract, the answer as plain text chunks.
@@ -111,21 +104,27 @@ async fn python(
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let chunks = answer(&app, body)?.filter_map(|e| std::future::ready(wire::to_text(e)));
-    Ok((
+    Ok(streaming(
+        "text/plain; charset=utf-8",
+        Body::from_stream(chunks),
+    ))
+}
+
+/// A streaming response that caches and proxies must pass through as it comes.
+fn streaming(content_type: &'static str, body: Body) -> Response {
+    (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // nginx buffers responses unless told otherwise.
             (
                 header::HeaderName::from_static("x-accel-buffering"),
                 HeaderValue::from_static("no"),
             ),
         ],
-        Body::from_stream(chunks),
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Checks the body, takes a stream slot, and starts the answer.

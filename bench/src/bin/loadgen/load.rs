@@ -24,6 +24,8 @@ pub enum Kind {
     /// ragstream's `POST /api/chat` on the tool path: events up to `done`, the `delta`
     /// texts must add up to the scripted answer.
     Chat,
+    /// ragstream's `POST /api/chat` on a direct answer: as `Chat`, with no tool call.
+    ChatDirect,
 }
 
 /// One measured run.
@@ -179,7 +181,7 @@ impl RequestSpec {
                                    "messages": [{"role": "user", "content": question}]}),
             ),
             Kind::Python => ("/api/python", serde_json::json!({"content": question})),
-            Kind::Chat => (
+            Kind::Chat | Kind::ChatDirect => (
                 "/api/chat",
                 serde_json::json!({"messages": [{"role": "user", "content": question}]}),
             ),
@@ -260,7 +262,7 @@ async fn one_stream(
     let mut body = response.into_body();
     let mut ttfb = None;
     let mut received = Vec::with_capacity(expected.len() * 2);
-    let mut events = kind.eq(&Kind::Chat).then(EventScanner::default);
+    let mut events = matches!(kind, Kind::Chat | Kind::ChatDirect).then(EventScanner::default);
     loop {
         match body.frame().await {
             None => break,
@@ -292,7 +294,14 @@ async fn one_stream(
             expected.len(),
             String::from_utf8_lossy(&received[..received.len().min(200)])
         )),
-        Kind::Chat => events.as_ref().expect("chat scanner").verdict(expected),
+        Kind::Chat => events
+            .as_ref()
+            .expect("chat scanner")
+            .verdict(expected, true),
+        Kind::ChatDirect => events
+            .as_ref()
+            .expect("chat scanner")
+            .verdict(expected, false),
     };
     match check {
         Ok(()) => Sample {
@@ -361,14 +370,14 @@ impl EventScanner {
         }
     }
 
-    fn verdict(&self, expected: &[u8]) -> Result<(), String> {
+    fn verdict(&self, expected: &[u8], tool_call: bool) -> Result<(), String> {
         if let Some(error) = &self.error {
             return Err(format!("error event: {error}"));
         }
         if !self.done {
             return Err("no done event".to_owned());
         }
-        if self.times.tool_call.is_none() {
+        if tool_call && self.times.tool_call.is_none() {
             return Err("no tool_call event".to_owned());
         }
         if self.text.as_bytes() != expected {
@@ -433,7 +442,7 @@ mod tests {
             assert_eq!(scanner.text, " The relay", "cut at {cut}");
             assert!(scanner.times.tool_call.is_some() && scanner.times.sources.is_some());
             assert!(scanner.times.first_delta.is_some());
-            assert_eq!(scanner.verdict(script::answer(2).as_bytes()), Ok(()));
+            assert_eq!(scanner.verdict(script::answer(2).as_bytes(), true), Ok(()));
         }
     }
 
@@ -445,7 +454,7 @@ mod tests {
         );
         assert!(
             scanner
-                .verdict(b"")
+                .verdict(b"", false)
                 .unwrap_err()
                 .contains("upstream_timeout")
         );

@@ -47,6 +47,8 @@ pub enum Target {
     Direct,
     MinRelay,
     Ragstream,
+    /// ragstream's `/api/chat` on a direct answer: typed SSE events instead of plain text.
+    RagstreamChat,
 }
 
 impl Target {
@@ -56,6 +58,7 @@ impl Target {
             Target::Direct => "direct",
             Target::MinRelay => "minrelay",
             Target::Ragstream => "ragstream",
+            Target::RagstreamChat => "ragstream-chat",
         }
     }
 
@@ -64,6 +67,7 @@ impl Target {
             Target::Direct => "upstream (direct)",
             Target::MinRelay => "minimal relay",
             Target::Ragstream => "ragstream",
+            Target::RagstreamChat => "ragstream /api/chat",
         }
     }
 }
@@ -133,10 +137,23 @@ fn main() {
     let started = Instant::now();
     let mut results = Vec::new();
     for case in &cases {
-        let targets: Vec<Target> = [Target::Direct, Target::MinRelay, Target::Ragstream]
+        let all = [
+            Target::Direct,
+            Target::MinRelay,
+            Target::Ragstream,
+            Target::RagstreamChat,
+        ];
+        let targets: Vec<Target> = all
             .into_iter()
-            .filter(|&t| t != Target::Ragstream || args.ragstream_bin.is_some())
+            .filter(|&t| {
+                t == Target::Direct || t == Target::MinRelay || args.ragstream_bin.is_some()
+            })
             .filter(|&t| !case.tool || t == Target::Ragstream)
+            // The SSE surface, for reference, where the load is high enough to show its cost.
+            .filter(|&t| {
+                t != Target::RagstreamChat
+                    || (!case.tool && (case.gap_ms == 0 || case.concurrency >= 1000))
+            })
             .filter(|t| args.targets.is_empty() || args.targets.iter().any(|k| k == t.key()))
             .collect();
         eprintln!(
@@ -276,7 +293,7 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
             wait_ready(addr, None).await;
             (Some(child), addr, Kind::Python)
         }
-        Target::Ragstream => {
+        Target::Ragstream | Target::RagstreamChat => {
             let addr = free_addr();
             let bin = args.ragstream_bin.as_ref().expect("ragstream binary");
             let mut cmd = Command::new(bin);
@@ -296,7 +313,11 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
             (
                 Some(child),
                 addr,
-                if case.tool { Kind::Chat } else { Kind::Python },
+                match (case.tool, target) {
+                    (true, _) => Kind::Chat,
+                    (false, Target::RagstreamChat) => Kind::ChatDirect,
+                    _ => Kind::Python,
+                },
             )
         }
     };

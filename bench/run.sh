@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # One command for the whole benchmark: builds release binaries, then lets the load generator
 # start a fresh scripted upstream, the minimal relay and ragstream for every case, and writes
-# the markdown report to bench/results/latest.md.
+# the markdown report to bench/results/latest.md (quick and partial runs: partial.md).
 #
-#   bench/run.sh            full run (~6 minutes on 2 cores)
-#   bench/run.sh --quick    smaller run (< 2 minutes)
+#   bench/run.sh            full run (about 4–5 minutes on 2 cores)
+#   bench/run.sh --quick    smaller run (under 2 minutes)
 #   bench/run.sh --only c1000          only the cases whose name contains "c1000"
 #   bench/run.sh --no-ragstream        upstream and minimal relay only
 #
@@ -16,12 +16,13 @@ cd "$root"
 
 command="bench/run.sh${*:+ $*}"
 ragstream=1
+partial=0
 loadgen_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-ragstream) ragstream=0 ;;
-    --quick) loadgen_args+=(--quick) ;;
-    --only) loadgen_args+=(--only "$2"); shift ;;
+    --quick) loadgen_args+=(--quick); partial=1 ;;
+    --only) loadgen_args+=(--only "$2"); partial=1; shift ;;
     *) echo "usage: bench/run.sh [--quick] [--only NAME] [--no-ragstream]" >&2; exit 2 ;;
   esac
   shift
@@ -51,4 +52,7 @@ fi
 
 mkdir -p bench/results
 export BENCH_COMMAND="$command"
-"$bins/loadgen" "${loadgen_args[@]}" --out bench/results/latest.md
+# Only a full run replaces the committed report; quick and partial runs go to partial.md.
+out=bench/results/latest.md
+if [ "$partial" = 1 ] || [ "$ragstream" = 0 ]; then out=bench/results/partial.md; fi
+"$bins/loadgen" "${loadgen_args[@]}" --out "$out"

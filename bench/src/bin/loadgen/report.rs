@@ -1,0 +1,547 @@
+//! Turns the outcomes into the markdown report: one table per case, then the targets as
+//! ratios of ragstream to the minimal relay of the same run, then the tool path.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::{Args, Case, Outcome, Target};
+
+/// Nearest-rank percentile of `values` (sorted here), `p` in 0..=100.
+pub fn percentile(values: &mut [Duration], p: f64) -> Duration {
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
+    values.sort_unstable();
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// Latency and load figures of one outcome.
+pub struct Figures {
+    pub ok: usize,
+    pub failed: usize,
+    pub per_sec: f64,
+    pub ttfb_p50: Duration,
+    pub ttfb_p99: Duration,
+    pub ttlb_p50: Duration,
+    pub ttlb_p99: Duration,
+    /// Relay CPU per relayed chunk, µs.
+    pub relay_cpu_us: Option<f64>,
+    /// Upstream CPU per chunk it sent, µs.
+    pub upstream_cpu_us: f64,
+    pub relay_rss_mib: Option<f64>,
+    /// Resident set of the relay before the load (started and warmed up), MiB.
+    pub relay_idle_mib: Option<f64>,
+    /// Relay read and write system calls per relayed chunk.
+    pub relay_syscalls: Option<(f64, f64)>,
+    /// Share of the machine's cores busy during the run, %.
+    pub machine_busy_pct: f64,
+    /// Share of the machine's cores spent in irq/softirq context (loopback TCP), %.
+    pub softirq_pct: f64,
+    /// Share of the machine's cores used by processes outside this benchmark, %.
+    pub others_pct: f64,
+    /// Slowest 1 % of keep-alive connection set-ups (not part of TTFB).
+    pub connect_p99: Duration,
+}
+
+pub fn figures(case: &Case, o: &Outcome) -> Figures {
+    let ok: Vec<_> = o.samples.iter().filter(|s| s.ok).collect();
+    let mut ttfb: Vec<Duration> = ok.iter().map(|s| s.ttfb).collect();
+    let mut ttlb: Vec<Duration> = ok.iter().map(|s| s.ttlb).collect();
+    let chunks = (ok.len() * case.chunks).max(1) as f64;
+    Figures {
+        ok: ok.len(),
+        failed: o.samples.len() - ok.len() + o.unstarted,
+        per_sec: ok.len() as f64 / o.wall.as_secs_f64(),
+        ttfb_p50: percentile(&mut ttfb, 50.0),
+        ttfb_p99: percentile(&mut ttfb, 99.0),
+        ttlb_p50: percentile(&mut ttlb, 50.0),
+        ttlb_p99: percentile(&mut ttlb, 99.0),
+        relay_cpu_us: o.relay_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / chunks),
+        upstream_cpu_us: o.upstream_cpu.as_secs_f64() * 1e6 / chunks,
+        relay_rss_mib: o.relay_hwm_kib.map(|kib| kib as f64 / 1024.0),
+        relay_idle_mib: o.relay_idle_kib.map(|kib| kib as f64 / 1024.0),
+        relay_syscalls: o
+            .relay_syscalls
+            .map(|(r, w)| (r as f64 / chunks, w as f64 / chunks)),
+        machine_busy_pct: o.machine_busy.as_secs_f64() / cores() / o.window.as_secs_f64() * 100.0,
+        softirq_pct: o.machine_softirq.as_secs_f64() / cores() / o.window.as_secs_f64() * 100.0,
+        others_pct: (o.machine_busy.as_secs_f64()
+            - o.machine_softirq.as_secs_f64()
+            - o.relay_cpu.unwrap_or_default().as_secs_f64()
+            - o.upstream_cpu.as_secs_f64()
+            - o.loadgen_cpu.as_secs_f64())
+        .max(0.0)
+            / cores()
+            / o.window.as_secs_f64()
+            * 100.0,
+        connect_p99: percentile(
+            &mut o
+                .samples
+                .iter()
+                .filter_map(|s| s.connect)
+                .collect::<Vec<_>>(),
+            99.0,
+        ),
+    }
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+/// Signed difference in ms.
+fn diff_ms(a: Duration, b: Duration) -> String {
+    format!("{:+.3}", (a.as_secs_f64() - b.as_secs_f64()) * 1e3)
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("—".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// A progress line for stderr.
+pub fn one_line(case: &Case, o: &Outcome) -> String {
+    let f = figures(case, o);
+    let first_error = o.samples.iter().find_map(|s| s.error.clone());
+    format!(
+        "ok {} failed {} | {:.1}/s | connect p99 {} ms | TTFB p50 {} p99 {} ms | TTLB p50 {} p99 {} ms | CPU/chunk relay {} µs upstream {:.2} µs | writes/chunk {} | machine busy {:.0} % (softirq {:.0} %, others {:.0} %) | RSS {} MiB{}",
+        f.ok,
+        f.failed,
+        f.per_sec,
+        ms(f.connect_p99),
+        ms(f.ttfb_p50),
+        ms(f.ttfb_p99),
+        ms(f.ttlb_p50),
+        ms(f.ttlb_p99),
+        opt(f.relay_cpu_us, 2),
+        f.upstream_cpu_us,
+        syscalls(f.relay_syscalls),
+        f.machine_busy_pct,
+        f.softirq_pct,
+        f.others_pct,
+        opt(f.relay_rss_mib, 1),
+        first_error
+            .map(|e| format!(" | first error: {e}"))
+            .unwrap_or_default(),
+    )
+}
+
+fn syscalls(v: Option<(f64, f64)>) -> String {
+    // `syscr` misses recv(2) on sockets, so only writes (writev of response bodies) are shown.
+    v.map_or("—".to_owned(), |(_, w)| format!("{w:.2}"))
+}
+
+fn shell(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn markdown(args: &Args, results: &[(Case, Vec<Outcome>)], took: Duration) -> String {
+    let mut md = String::new();
+    let cpu = shell("lscpu | sed -n 's/^Model name: *//p' | head -1");
+    let command = std::env::var("BENCH_COMMAND")
+        .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    let _ = writeln!(md, "# ragstream benchmark results\n");
+    let _ = writeln!(md, "- date: {}", shell("date -u '+%Y-%m-%d %H:%M UTC'"));
+    let _ = writeln!(
+        md,
+        "- machine: `nproc` = {}, CPU model `{cpu}` ({}), {} RAM",
+        shell("nproc"),
+        shell("uname -r"),
+        shell("free -g | awk '/Mem:/{print $2\" GiB\"}'")
+    );
+    let _ = writeln!(
+        md,
+        "- command: `{command}`{}",
+        if args.quick { " (quick mode)" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "- commit: `{}`; ragstream binary: `{}`",
+        shell("git rev-parse --short HEAD"),
+        args.ragstream_bin
+            .as_ref()
+            .map_or("not run".to_owned(), |p| p.display().to_string())
+    );
+    let _ = writeln!(
+        md,
+        "- run took {:.0} s. Times in ms; \"added\" = target minus the upstream's own figure in the same case.\n",
+        took.as_secs_f64()
+    );
+
+    for (case, outcomes) in results.iter().filter(|(c, _)| !c.tool) {
+        let _ = writeln!(
+            md,
+            "### {} — concurrency {}, {} streams × {} chunks, {} ms apart, in {} rounds per target\n",
+            case.name, case.concurrency, case.streams, case.chunks, case.gap_ms, case.rounds
+        );
+        let _ = writeln!(
+            md,
+            "| target | ok | failed | streams/s | TTFB p50 | TTFB p99 | added TTFB p50 | added TTFB p99 | TTLB p50 | TTLB p99 | added TTLB p50 | added TTLB p99 | relay CPU µs/chunk | relay peak RSS MiB | relay RSS before load MiB |"
+        );
+        let _ = writeln!(
+            md,
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        );
+        let direct = outcomes
+            .iter()
+            .find(|o| o.target == Target::Direct)
+            .map(|o| figures(case, o));
+        for o in outcomes {
+            let f = figures(case, o);
+            let added = |a: Duration, pick: fn(&Figures) -> Duration| {
+                direct
+                    .as_ref()
+                    .filter(|_| o.target != Target::Direct)
+                    .map_or("—".to_owned(), |d| diff_ms(a, pick(d)))
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                o.target.label(),
+                f.ok,
+                f.failed,
+                f.per_sec,
+                ms(f.ttfb_p50),
+                ms(f.ttfb_p99),
+                added(f.ttfb_p50, |d| d.ttfb_p50),
+                added(f.ttfb_p99, |d| d.ttfb_p99),
+                ms(f.ttlb_p50),
+                ms(f.ttlb_p99),
+                added(f.ttlb_p50, |d| d.ttlb_p50),
+                added(f.ttlb_p99, |d| d.ttlb_p99),
+                opt(f.relay_cpu_us, 2),
+                opt(f.relay_rss_mib, 1),
+                opt(f.relay_idle_mib, 1),
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n<details><summary>machine figures for {}</summary>\n",
+            case.name
+        );
+        let _ = writeln!(
+            md,
+            "| target | upstream CPU µs/chunk | relay write calls /chunk | machine busy | of which irq+softirq | of which outside the benchmark | connect p99 ms (not in TTFB) |"
+        );
+        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|");
+        for o in outcomes {
+            let f = figures(case, o);
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} | {} | {:.0} % | {:.0} % | {:.0} % | {} |",
+                o.target.label(),
+                f.upstream_cpu_us,
+                syscalls(f.relay_syscalls),
+                f.machine_busy_pct,
+                f.softirq_pct,
+                f.others_pct,
+                ms(f.connect_p99),
+            );
+        }
+        let _ = writeln!(md, "\n</details>");
+        let errors: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| {
+                o.samples
+                    .iter()
+                    .find_map(|s| s.error.clone())
+                    .map(|e| format!("{}: {e}", o.target.label()))
+            })
+            .collect();
+        if !errors.is_empty() {
+            let _ = writeln!(md, "\nFirst error per target: {}", errors.join("; "));
+        }
+        let _ = writeln!(md);
+    }
+
+    ttfb_split(&mut md, results);
+    targets(&mut md, results);
+    tool_path(&mut md, results);
+    md
+}
+
+/// At concurrency 1 the n-th upstream stamp belongs to the n-th stream, so time to first byte
+/// splits into the request path (client → upstream), the upstream's own time, and the
+/// response path (upstream's first frame → client's first byte).
+fn ttfb_split(md: &mut String, results: &[(Case, Vec<Outcome>)]) {
+    let mut rows = Vec::new();
+    for (case, outcomes) in results
+        .iter()
+        .filter(|(c, _)| !c.tool && c.concurrency == 1)
+    {
+        for o in outcomes {
+            let Some(marks) = &o.marks else { continue };
+            if marks.arrival.len() != o.samples.len() || marks.first_frame.len() != o.samples.len()
+            {
+                continue;
+            }
+            let mut spans: [Vec<Duration>; 3] = Default::default();
+            for ((s, &arrival), &first) in
+                o.samples.iter().zip(&marks.arrival).zip(&marks.first_frame)
+            {
+                if !s.ok {
+                    continue;
+                }
+                spans[0].push(Duration::from_nanos(arrival.saturating_sub(s.sent_ns)));
+                spans[1].push(Duration::from_nanos(first.saturating_sub(arrival)));
+                spans[2].push(Duration::from_nanos(s.first_byte_ns.saturating_sub(first)));
+            }
+            let [mut a, mut b, mut c] = spans;
+            rows.push(format!(
+                "| {} | {} | {} / {} | {} / {} | {} / {} |",
+                case.name,
+                o.target.label(),
+                ms(percentile(&mut a, 50.0)),
+                ms(percentile(&mut a, 99.0)),
+                ms(percentile(&mut b, 50.0)),
+                ms(percentile(&mut b, 99.0)),
+                ms(percentile(&mut c, 50.0)),
+                ms(percentile(&mut c, 99.0)),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Where time to first byte goes (concurrency 1; p50 / p99 ms)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| case | target | request path: client → upstream | upstream: request → first frame | response path: first frame → client |"
+    );
+    let _ = writeln!(md, "|---|---|--:|--:|--:|");
+    for row in rows {
+        let _ = writeln!(md, "{row}");
+    }
+    let _ = writeln!(md);
+}
+
+/// The issue's targets, ragstream against the minimal relay of the same case.
+fn targets(md: &mut String, results: &[(Case, Vec<Outcome>)]) {
+    let pair = |case: &Case, outcomes: &[Outcome]| {
+        let get = |t| {
+            outcomes
+                .iter()
+                .find(|o| o.target == t)
+                .map(|o| figures(case, o))
+        };
+        get(Target::MinRelay).zip(get(Target::Ragstream))
+    };
+    let mut rows = Vec::new();
+    for (case, outcomes) in results.iter().filter(|(c, _)| !c.tool) {
+        let Some((m, r)) = pair(case, outcomes) else {
+            continue;
+        };
+        let verdict = |ok: bool| if ok { "✅" } else { "❌" };
+        if case.concurrency == 1 {
+            let d = (r.ttfb_p50.as_secs_f64() - m.ttfb_p50.as_secs_f64()) * 1e3;
+            rows.push(format!("| TTFB p50 within 0.1 ms of the relay (c=1) | {} | {} ms | {} ms | {:+.3} ms | {} |", case.name, ms(m.ttfb_p50), ms(r.ttfb_p50), d, verdict(d <= 0.1)));
+        }
+        if case.concurrency >= 1000 {
+            rows.push(format!(
+                "| zero failures (c=1000) | {} | {} | {} | — | {} |",
+                case.name,
+                m.failed,
+                r.failed,
+                verdict(r.failed == 0)
+            ));
+            let ratio = r.ttlb_p50.as_secs_f64() / m.ttlb_p50.as_secs_f64();
+            rows.push(format!(
+                "| TTLB p50 within 10 % (c=1000) | {} | {} ms | {} ms | {:.3}× | {} |",
+                case.name,
+                ms(m.ttlb_p50),
+                ms(r.ttlb_p50),
+                ratio,
+                verdict(ratio <= 1.10)
+            ));
+            let ratio = r.ttlb_p99.as_secs_f64() / m.ttlb_p99.as_secs_f64();
+            rows.push(format!(
+                "| TTLB p99 within 10 % (c=1000) | {} | {} ms | {} ms | {:.3}× | {} |",
+                case.name,
+                ms(m.ttlb_p99),
+                ms(r.ttlb_p99),
+                ratio,
+                verdict(ratio <= 1.10)
+            ));
+            if let (Some(mr), Some(rr)) = (m.relay_rss_mib, r.relay_rss_mib) {
+                rows.push(format!(
+                    "| peak RSS ≤ 2× (c=1000) | {} | {:.1} MiB | {:.1} MiB | {:.2}× | {} |",
+                    case.name,
+                    mr,
+                    rr,
+                    rr / mr,
+                    verdict(rr / mr <= 2.0)
+                ));
+                if let (Some(mi), Some(ri)) = (m.relay_idle_mib, r.relay_idle_mib) {
+                    let (mg, rg) = (mr - mi, rr - ri);
+                    rows.push(format!("| (peak RSS growth under load, for reference) | {} | {:.1} MiB | {:.1} MiB | {:.2}× | |", case.name, mg, rg, rg / mg));
+                }
+            }
+        }
+        if let (Some(mc), Some(rc)) = (m.relay_cpu_us, r.relay_cpu_us) {
+            let label = if case.gap_ms == 0 {
+                "CPU per chunk ≤ 1.2× (CPU-bound)"
+            } else {
+                "CPU per chunk ≤ 1.2× (20 ms gaps)"
+            };
+            rows.push(format!(
+                "| {label} | {} | {mc:.2} µs | {rc:.2} µs | {:.2}× | {} |",
+                case.name,
+                rc / mc,
+                verdict(rc / mc <= 1.2)
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Targets: ragstream against the minimal relay of the same run\n"
+    );
+    let _ = writeln!(
+        md,
+        "| target | case | minimal relay | ragstream | ragstream vs relay | |"
+    );
+    let _ = writeln!(md, "|---|---|--:|--:|--:|---|");
+    for row in rows {
+        let _ = writeln!(md, "{row}");
+    }
+    let _ = writeln!(md);
+}
+
+/// Tool path: from the end of the model's tool call to the first answer byte, split at the
+/// moment the second model call reaches the upstream.
+fn tool_path(md: &mut String, results: &[(Case, Vec<Outcome>)]) {
+    for (case, outcomes) in results.iter().filter(|(c, _)| c.tool) {
+        for o in outcomes {
+            let f = figures(case, o);
+            let _ = writeln!(
+                md,
+                "## Tool path ({}: concurrency {}, {} streams, answer {} chunks {} ms apart)\n",
+                case.name, case.concurrency, case.streams, case.chunks, case.gap_ms
+            );
+            let _ = writeln!(
+                md,
+                "{} ok, {} failed; whole stream TTLB p50 {} ms, p99 {} ms.\n",
+                f.ok,
+                f.failed,
+                ms(f.ttlb_p50),
+                ms(f.ttlb_p99)
+            );
+            let tool: Vec<_> = o
+                .samples
+                .iter()
+                .filter(|s| s.ok)
+                .filter_map(|s| s.tool.clone())
+                .collect();
+            let mut rows: Vec<(String, Vec<Duration>)> = Vec::new();
+            let span = |a: Option<u64>, b: Option<u64>| {
+                a.zip(b)
+                    .map(|(a, b)| Duration::from_nanos(b.saturating_sub(a)))
+            };
+            if let Some(marks) = &o.marks
+                && marks.tool_end.len() == tool.len()
+                && marks.second_req.len() == tool.len()
+            {
+                // One stream at a time: the n-th stamp of each list belongs to the n-th stream.
+                let total = tool
+                    .iter()
+                    .zip(&marks.tool_end)
+                    .filter_map(|(t, &end)| span(Some(end), t.first_delta))
+                    .collect();
+                let search = marks
+                    .tool_end
+                    .iter()
+                    .zip(&marks.second_req)
+                    .map(|(&a, &b)| Duration::from_nanos(b.saturating_sub(a)))
+                    .collect();
+                let second = tool
+                    .iter()
+                    .zip(&marks.second_req)
+                    .filter_map(|(t, &req)| span(Some(req), t.first_delta))
+                    .collect();
+                rows.push((
+                    "end of tool call (upstream) → first answer byte (client)".into(),
+                    total,
+                ));
+                rows.push((
+                    "  search: end of tool call → second call reaches upstream".into(),
+                    search,
+                ));
+                rows.push((
+                    "  second call: reaches upstream → first answer byte (client)".into(),
+                    second,
+                ));
+            } else {
+                let _ = writeln!(
+                    md,
+                    "(upstream stamps unavailable or unpaired: client-side split only)\n"
+                );
+            }
+            rows.push((
+                "client: `tool_call` event → `sources` event".into(),
+                tool.iter()
+                    .filter_map(|t| span(t.tool_call, t.sources))
+                    .collect(),
+            ));
+            rows.push((
+                "client: `sources` event → first `delta`".into(),
+                tool.iter()
+                    .filter_map(|t| span(t.sources, t.first_delta))
+                    .collect(),
+            ));
+            rows.push((
+                "client: `tool_call` event → first `delta`".into(),
+                tool.iter()
+                    .filter_map(|t| span(t.tool_call, t.first_delta))
+                    .collect(),
+            ));
+            let _ = writeln!(md, "| span | n | p50 ms | p99 ms |");
+            let _ = writeln!(md, "|---|--:|--:|--:|");
+            for (label, mut values) in rows {
+                let n = values.len();
+                let _ = writeln!(
+                    md,
+                    "| {label} | {n} | {} | {} |",
+                    ms(percentile(&mut values, 50.0)),
+                    ms(percentile(&mut values, 99.0))
+                );
+            }
+            let errors: Vec<String> = o
+                .samples
+                .iter()
+                .filter_map(|s| s.error.clone())
+                .take(3)
+                .collect();
+            if !errors.is_empty() {
+                let _ = writeln!(md, "\nFirst errors: {}", errors.join("; "));
+            }
+            let _ = writeln!(md);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut values: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(percentile(&mut values, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&mut values, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&mut values[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&mut [], 50.0), Duration::ZERO);
+    }
+}

@@ -198,3 +198,77 @@ async fn serve_exits_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_through_the_stream() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let upstream = Upstream::start(vec![Reply::Status(
+        401,
+        vec![],
+        r#"{"error":{"message":"bad key"}}"#.into(),
+    )])
+    .await;
+    let mut command = tokio::process::Command::from({
+        let mut c = ragstream();
+        c.args([
+            "--log-format",
+            "json",
+            "serve",
+            "--config",
+            "examples/autism.toml",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .env("OPENAI_BASE_URL", &upstream.base_url)
+        .env("OPENAI_API_KEY", "sk-never-logged");
+        c
+    });
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve exited before listening");
+        if let Some(url) = line.strip_prefix("ragstream listening on ") {
+            break url.to_owned();
+        }
+    };
+    let response = reqwest::Client::new()
+        .post(format!("{url}/api/chat"))
+        .header("x-request-id", "trace-me-7")
+        .json(&serde_json::json!({"content": "你好"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.text().await.unwrap().contains("upstream_rejected"));
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+
+    let mut logs = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        logs.push(line);
+    }
+    child.wait().await.unwrap();
+    let records: Vec<serde_json::Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let with_id = |message: &str| {
+        records
+            .iter()
+            .any(|r| r["fields"]["message"] == message && r["span"]["id"] == "trace-me-7")
+    };
+    assert!(with_id("model call failed"), "{logs:#?}");
+    assert!(with_id("stream ended"), "{logs:#?}");
+    assert!(with_id("response started"), "{logs:#?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("sk-never-logged")),
+        "the key leaked into the logs"
+    );
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use futures::future::join_all;
+use tracing::Instrument;
 
 pub use event::{Event, Source, Stage};
 
@@ -70,10 +71,13 @@ impl Engine {
         conversation: Vec<Message>,
     ) -> impl Stream<Item = Event> + Send + 'static + use<> {
         let engine = Arc::clone(self);
+        // The caller's span (the request's) is entered per model turn and tool
+        // round, where logging happens, never per chunk.
+        let span = tracing::Span::current();
         async_stream::stream! {
             match &engine.llm {
                 None => {
-                    for event in engine.retrieval_only(&conversation).await {
+                    for event in engine.retrieval_only(&conversation).instrument(span.clone()).await {
                         yield event;
                     }
                 }
@@ -82,10 +86,10 @@ impl Engine {
                     for step in 1..=engine.chat.max_steps {
                         let last = step == engine.chat.max_steps || run.final_answer;
                         let request = run.request(last);
-                        let mut turn = match client.open(&request).await {
+                        let mut turn = match client.open(&request).instrument(span.clone()).await {
                             Ok(turn) => turn,
                             Err(err) => {
-                                yield model_error(&err);
+                                yield span.in_scope(|| model_error(&err));
                                 return;
                             }
                         };
@@ -100,7 +104,7 @@ impl Engine {
                                 }
                                 Ok(false) => break,
                                 Err(err) => {
-                                    yield model_error(&err);
+                                    yield span.in_scope(|| model_error(&err));
                                     return;
                                 }
                             }
@@ -108,7 +112,7 @@ impl Engine {
                         let turn = match turn.finish() {
                             Ok(turn) => turn,
                             Err(err) => {
-                                yield model_error(&err);
+                                yield span.in_scope(|| model_error(&err));
                                 return;
                             }
                         };
@@ -134,7 +138,8 @@ impl Engine {
                                 arguments: call.arguments.clone(),
                             };
                         }
-                        let results = join_all(turn.tool_calls.iter().cloned().map(|c| engine.tools.run(c))).await;
+                        let calls = turn.tool_calls.iter().cloned().map(|c| engine.tools.run(c));
+                        let results = join_all(calls).instrument(span.clone()).await;
                         for event in run.absorb(turn, &results) {
                             yield event;
                         }

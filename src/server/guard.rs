@@ -45,20 +45,27 @@ pin_project! {
         finished: bool,
         // The stream's slot in `server.max_streams`.
         _permit: OwnedSemaphorePermit,
+        // The request's span, entered only to log the end.
+        span: tracing::Span,
     }
 
     impl<S> PinnedDrop for Guarded<S> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            let elapsed = this.started.elapsed();
+            this.span.in_scope(|| {
+                tracing::info!(outcome = *this.outcome, duration_ms = elapsed.as_secs_f64() * 1000.0, "stream ended");
+            });
             metrics::gauge!(telemetry::ACTIVE_STREAMS).decrement(1.0);
             metrics::counter!(telemetry::STREAMS, "outcome" => *this.outcome).increment(1);
-            metrics::histogram!(telemetry::STREAM_DURATION).record(this.started.elapsed().as_secs_f64());
+            metrics::histogram!(telemetry::STREAM_DURATION).record(elapsed.as_secs_f64());
         }
     }
 }
 
 impl<S> Guarded<S> {
     /// Supervises `inner`, holding `permit` until the stream is dropped.
+    /// Create it inside the request's span: it logs the stream's end there.
     pub fn new(
         inner: S,
         permit: OwnedSemaphorePermit,
@@ -78,6 +85,7 @@ impl<S> Guarded<S> {
             outcome: "cancelled",
             finished: false,
             _permit: permit,
+            span: tracing::Span::current(),
         }
     }
 }
@@ -108,7 +116,8 @@ impl<S: Stream<Item = Event>> Stream for Guarded<S> {
             Poll::Ready(None) => {
                 *this.finished = true;
                 *this.outcome = "error";
-                tracing::error!("answer stream ended without a final event");
+                this.span
+                    .in_scope(|| tracing::error!("answer stream ended without a final event"));
                 return Poll::Ready(Some(Event::Error {
                     code: "internal",
                     message: "the answer ended unexpectedly".into(),

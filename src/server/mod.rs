@@ -22,8 +22,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnEos, DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::engine::{Engine, Event};
@@ -70,21 +69,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        .layer(middleware::from_fn(count_requests))
+        .layer(middleware::from_fn(observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<Body>| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO))
-                .on_eos(DefaultOnEos::new().level(Level::INFO)),
-        )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }
@@ -259,14 +245,34 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Counts requests by route and status.
-async fn count_requests(request: Request<Body>, next: Next) -> Response {
+/// Logs and counts each request inside a span that carries its id.
+///
+/// The span covers the handler, which includes the model call's start; the
+/// answer stream enters it only per model turn and tool round (see
+/// `engine`), never per chunk, which is why this is not tower-http's
+/// `TraceLayer`: its body wrapper enters the span on every frame.
+async fn observe(request: Request<Body>, next: Next) -> Response {
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(telemetry::REQUESTS, "endpoint" => endpoint, "status" => status).increment(1);
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let span = tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path());
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "response started"
+        );
+    });
+    metrics::counter!(telemetry::REQUESTS, "endpoint" => endpoint, "status" => status.to_string())
+        .increment(1);
     response
 }

@@ -5,7 +5,10 @@
 //! reuses two buffers, and lends each frame's data as `&[u8]` straight to
 //! `serde_json::from_slice`. Working on bytes also makes multi-byte UTF-8
 //! characters split across TCP reads a non-issue: only complete lines are ever
-//! looked at. It follows the WHATWG rules that matter for chat completions:
+//! looked at. Measured by `cargo bench --bench sse_decoders` on the same
+//! recorded stream and TCP-sized reads: 23 ns per event here against 509 ns
+//! for `eventsource-stream` 0.2, with identical events (see BENCHMARKS.md).
+//! It follows the WHATWG rules that matter for chat completions:
 //! `\n`, `\r\n` and `\r` line ends, `:` comments, multi-line `data`, and the
 //! optional space after the colon.
 

@@ -18,11 +18,25 @@ async fn main() {
     let code = match ragstream::cli::run(cli).await {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             2
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes on one line, skipping causes whose text the
+/// message already quotes (several error types include their source).
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn init_logs(format: LogFormat) {

@@ -161,12 +161,24 @@ async fn a_malformed_chunk_ends_with_a_protocol_error() {
     );
 }
 
-#[tokio::test]
-async fn an_error_object_in_the_stream_is_passed_on() {
-    let upstream = Upstream::start(vec![Reply::Stream(vec![Step::Bytes(frame(
+fn error_object() -> Reply {
+    Reply::Stream(vec![Step::Bytes(frame(
         r#"{"error":{"message":"model overloaded","code":529}}"#,
-    ))])])
-    .await;
+    ))])
+}
+
+#[tokio::test]
+async fn an_error_object_before_any_content_is_retried() {
+    let upstream = Upstream::start(vec![error_object(), Reply::answer(&["好了"])]).await;
+    let server = start(config(&upstream.base_url)).await;
+
+    assert_eq!(answer(&chat(&server, ask()).await), "好了");
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn an_error_object_that_persists_is_passed_on() {
+    let upstream = Upstream::start(vec![error_object(), error_object(), error_object()]).await;
     let server = start(config(&upstream.base_url)).await;
 
     let events = chat(&server, ask()).await;
@@ -178,6 +190,31 @@ async fn an_error_object_in_the_stream_is_passed_on() {
             .unwrap()
             .contains("model overloaded")
     );
+}
+
+#[tokio::test]
+async fn a_drop_after_keep_alives_but_before_any_content_is_retried() {
+    let upstream = Upstream::start(vec![
+        Reply::Stream(vec![
+            Step::Bytes(b": ping\n\n".to_vec()),
+            Step::Bytes(frame(
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            )),
+            Step::Drop,
+        ]),
+        Reply::answer(&["第二次"]),
+    ])
+    .await;
+    let server = start(config(&upstream.base_url)).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(
+        answer(&events),
+        "第二次",
+        "the client never saw the failed attempt"
+    );
+    assert_eq!(upstream.requests().len(), 2);
 }
 
 #[tokio::test]

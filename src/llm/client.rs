@@ -1,8 +1,10 @@
 //! The OpenAI-compatible streaming client: one request per model turn.
 //!
-//! `Client::open` posts the request and retries connect errors, 429s, 5xxs and
-//! a silent provider until the first body byte arrives; after that a turn is
-//! never retried, because its output may already be on the client's screen.
+//! `Client::open` posts the request and reads on to the turn's first event
+//! (content, reasoning or a tool call), retrying connect errors, 429s, 5xxs,
+//! silence and broken streams up to that point, then the fallback providers;
+//! after it a turn is never retried, because its output may already be on the
+//! client's screen.
 
 use std::time::Duration;
 
@@ -40,7 +42,7 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
     /// Nothing arrived before the first-byte timeout.
-    #[error("model provider sent nothing within {0:?}")]
+    #[error("model provider sent no answer within {0:?}")]
     FirstByteTimeout(Duration),
     /// The stream went silent mid-turn.
     #[error("model provider stalled: no data for {0:?} mid-stream")]
@@ -73,9 +75,13 @@ impl Error {
     }
 
     /// Whether another attempt may succeed (only before the first byte).
+    ///
+    /// A connection that breaks, stalls, or carries a provider error before
+    /// the turn's first event is retried too: the client has seen nothing.
     fn retryable(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::FirstByteTimeout(_) => true,
+            Self::Connect { .. } | Self::FirstByteTimeout(_) | Self::IdleTimeout(_) => true,
+            Self::Interrupted(_) | Self::Turn(TurnError::Provider(_)) => true,
             Self::Status { status, .. } => matches!(status, 408 | 409 | 429) || *status >= 500,
             _ => false,
         }
@@ -239,7 +245,7 @@ impl Client {
         if let Some(auth) = &endpoint.auth {
             builder = builder.header(AUTHORIZATION, auth.clone());
         }
-        let mut response = match timeout(limit, builder.send()).await {
+        let response = match timeout(limit, builder.send()).await {
             Err(_) => return Err(Error::FirstByteTimeout(limit)),
             Ok(Err(err)) => return Err(network_error(endpoint, &err)),
             Ok(Ok(response)) => response,
@@ -247,12 +253,6 @@ impl Client {
         if !response.status().is_success() {
             return Err(status_error(endpoint, response).await);
         }
-        let remaining = limit.saturating_sub(started.elapsed());
-        let first = match timeout(remaining, response.chunk()).await {
-            Err(_) => return Err(Error::FirstByteTimeout(limit)),
-            Ok(Err(err)) => return Err(network_error(endpoint, &err)),
-            Ok(Ok(first)) => first,
-        };
         let mut stream = TurnStream {
             response,
             decoder: Decoder::new(),
@@ -260,11 +260,21 @@ impl Client {
             idle_timeout: self.settings.idle_timeout,
             idle: Box::pin(tokio::time::sleep(self.settings.idle_timeout)),
             last_read: Instant::now(),
-            done: first.is_none(),
+            done: false,
+            pending: Vec::new(),
         };
-        if let Some(bytes) = first {
-            stream.decoder.feed(&bytes);
+        // Read on to the turn's first event (keep-alive comments and role-only
+        // chunks carry none): until then nothing can have reached the client,
+        // so a failure is still retried.
+        let remaining = limit.saturating_sub(started.elapsed());
+        let mut first = Vec::new();
+        match timeout(remaining, stream.next_events(&mut first)).await {
+            Err(_) => return Err(Error::FirstByteTimeout(limit)),
+            Ok(result) => {
+                result?;
+            }
         }
+        stream.pending = first;
         Ok(stream)
     }
 }
@@ -358,12 +368,18 @@ pub struct TurnStream {
     last_read: Instant,
     /// `[DONE]` or end of body was seen.
     done: bool,
+    /// Events read while opening the turn, not yet handed out.
+    pending: Vec<TurnEvent>,
 }
 
 impl TurnStream {
     /// Appends the next events to `out`, reading from the network as needed.
     /// Returns `false` once the turn is over and `out` got nothing more.
     pub async fn next_events(&mut self, out: &mut Vec<TurnEvent>) -> Result<bool, Error> {
+        if !self.pending.is_empty() {
+            out.append(&mut self.pending);
+            return Ok(true);
+        }
         loop {
             self.drain(out)?;
             if !out.is_empty() {

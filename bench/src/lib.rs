@@ -25,6 +25,10 @@ pub mod script {
         " cheap.",
     ];
 
+    /// In the upstream's `mixed` mode, a first call whose last user message holds this text
+    /// gets the tool call; any other question gets the answer at once.
+    pub const TOOL_HINT: &str = "（查知识库）";
+
     /// The text of content chunk `i`.
     pub fn word(i: usize) -> &'static str {
         WORDS[i % WORDS.len()]

@@ -2,12 +2,14 @@
 //! answer as `chat.completion.chunk` SSE frames, `gap` apart, after `ttft`.
 //!
 //! ```text
-//! upstream --addr 127.0.0.1:9000 --chunks 100 --gap-ms 20 --ttft-ms 0 --mode direct|tool
+//! upstream --addr 127.0.0.1:9000 --chunks 100 --gap-ms 20 --ttft-ms 0 --mode direct|tool|mixed
 //! ```
 //!
 //! In `tool` mode the first call (it offers `tools` and holds no `tool` message) streams an
 //! `autism_expert` tool call split over several chunks and ends with `finish_reason:
 //! "tool_calls"`; the second call (a `tool` message, or no `tools`) streams the answer.
+//! `mixed` mode is `tool` mode for questions that hold [`script::TOOL_HINT`] and `direct` mode
+//! for the rest, so one upstream serves both paths at once (the soak).
 //! `GET /bench/marks` returns, and clears, CLOCK_MONOTONIC stamps of each request's arrival
 //! and first frame, and of each end of a tool call, second-call arrival and second-call first
 //! chunk, so the load generator can split time to first byte into request path, upstream and
@@ -44,8 +46,8 @@ struct Settings {
     gap: Duration,
     /// Pause before the first chunk (time to first token).
     ttft: Duration,
-    /// `true`: a first call answers with a tool call.
-    tool_mode: bool,
+    /// Which calls answer with a tool call.
+    mode: Mode,
     /// Chunks the tool call's arguments are split over.
     tool_chunks: usize,
     /// Name of the tool the model calls.
@@ -54,6 +56,17 @@ struct Settings {
     tool_args: String,
     /// Tokio worker threads.
     workers: usize,
+}
+
+/// Which first calls the model answers with a tool call.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// None: every call gets the answer.
+    Direct,
+    /// Every first call.
+    Tool,
+    /// First calls whose last user message holds [`script::TOOL_HINT`].
+    Mixed,
 }
 
 /// What every connection shares.
@@ -151,9 +164,14 @@ async fn handle(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Reply, Infa
             "only stream: true is scripted",
         ));
     }
-    let (frames, mark) = if up.settings.tool_mode && !is_second_call(&request) {
+    let tool_path = match up.settings.mode {
+        Mode::Direct => false,
+        Mode::Tool => true,
+        Mode::Mixed => asks_for_tool(&request),
+    };
+    let (frames, mark) = if tool_path && !is_second_call(&request) {
         (up.tool_call.clone(), Mark::ToolEnd)
-    } else if up.settings.tool_mode {
+    } else if tool_path {
         up.marks
             .lock()
             .expect("marks lock")
@@ -187,6 +205,19 @@ fn is_second_call(request: &Value) -> bool {
         .as_array()
         .is_some_and(|messages| messages.iter().any(|m| m["role"] == "tool"));
     has_tool_message || request.get("tools").is_none()
+}
+
+/// In `mixed` mode: the last user message holds [`script::TOOL_HINT`]. The second call
+/// carries the same question, so it stays on the tool path and is stamped as one.
+fn asks_for_tool(request: &Value) -> bool {
+    request["messages"].as_array().is_some_and(|messages| {
+        messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .is_some_and(|content| content.contains(script::TOOL_HINT))
+    })
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
@@ -327,7 +358,7 @@ fn parse_args() -> Settings {
         chunks: 100,
         gap: Duration::from_millis(20),
         ttft: Duration::ZERO,
-        tool_mode: false,
+        mode: Mode::Direct,
         tool_chunks: 4,
         tool_name: "autism_expert".to_owned(),
         tool_args: r#"{"question":"自闭症孩子自伤怎么办"}"#.to_owned(),
@@ -349,7 +380,14 @@ fn parse_args() -> Settings {
             "--gap-ms" => settings.gap = Duration::from_millis(number()),
             "--gap-us" => settings.gap = Duration::from_micros(number()),
             "--ttft-ms" => settings.ttft = Duration::from_millis(number()),
-            "--mode" => settings.tool_mode = value == "tool",
+            "--mode" => {
+                settings.mode = match value.as_str() {
+                    "direct" => Mode::Direct,
+                    "tool" => Mode::Tool,
+                    "mixed" => Mode::Mixed,
+                    _ => usage("bad --mode"),
+                }
+            }
             "--tool-chunks" => settings.tool_chunks = number() as usize,
             "--tool-name" => settings.tool_name = value.clone(),
             "--tool-args" => settings.tool_args = value.clone(),
@@ -363,7 +401,7 @@ fn parse_args() -> Settings {
 fn usage(problem: &str) -> ! {
     eprintln!("upstream: {problem}");
     eprintln!(
-        "usage: upstream [--addr A] [--chunks N] [--gap-ms MS] [--ttft-ms MS] [--mode direct|tool]\n\
+        "usage: upstream [--addr A] [--chunks N] [--gap-ms MS] [--ttft-ms MS] [--mode direct|tool|mixed]\n\
          \x20               [--tool-chunks N] [--tool-name NAME] [--tool-args JSON] [--workers N]"
     );
     std::process::exit(2)

@@ -165,15 +165,22 @@ pub async fn run(load: &Load) -> Run {
     }
 }
 
+/// The question every stream asks.
+pub const QUESTION: &str = "自闭症孩子自伤怎么办？";
+
 /// The request each stream sends, built once.
-struct RequestSpec {
+pub struct RequestSpec {
     path: &'static str,
     body: Bytes,
 }
 
 impl RequestSpec {
-    fn new(kind: Kind) -> Self {
-        let question = "自闭症孩子自伤怎么办？";
+    pub fn new(kind: Kind) -> Self {
+        Self::asking(kind, QUESTION)
+    }
+
+    /// The request of `kind` with another question (the soak's tool-path streams).
+    pub fn asking(kind: Kind, question: &str) -> Self {
         let (path, body) = match kind {
             Kind::Direct => (
                 "/v1/chat/completions",
@@ -193,7 +200,7 @@ impl RequestSpec {
     }
 }
 
-fn failed(error: &str) -> Sample {
+pub fn failed(error: &str) -> Sample {
     Sample {
         ok: false,
         error: Some(error.to_owned()),
@@ -202,7 +209,7 @@ fn failed(error: &str) -> Sample {
 }
 
 /// The open connection, or a new one when there is none or it has closed.
-async fn ready_conn(
+pub async fn ready_conn(
     conn: &mut Option<SendRequest<Full<Bytes>>>,
     addr: SocketAddr,
 ) -> Result<&mut SendRequest<Full<Bytes>>, String> {
@@ -217,7 +224,7 @@ async fn ready_conn(
     Ok(conn.as_mut().expect("connection just made"))
 }
 
-async fn connect<B>(addr: SocketAddr) -> Result<SendRequest<B>, String>
+pub async fn connect<B>(addr: SocketAddr) -> Result<SendRequest<B>, String>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -238,7 +245,7 @@ where
     Ok(sender)
 }
 
-async fn one_stream(
+pub async fn one_stream(
     sender: &mut SendRequest<Full<Bytes>>,
     spec: &RequestSpec,
     kind: Kind,

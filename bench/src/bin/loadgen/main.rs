@@ -7,11 +7,14 @@
 //! ```text
 //! loadgen --upstream-bin B --minrelay-bin B [--ragstream-bin B] [--ragstream-config F]
 //!         [--quick] [--only SUBSTRING] [--out FILE]
+//! loadgen soak [--concurrency 200] [--minutes 10] …   (see `soak.rs`)
 //! ```
 
 mod load;
 mod proc_stats;
 mod report;
+mod soak;
+mod soak_report;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -119,6 +122,10 @@ pub struct Args {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        soak::main(std::env::args().skip(2));
+        return;
+    }
     let args = parse_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -222,6 +229,28 @@ fn plan(quick: bool) -> Vec<Case> {
     }
 }
 
+/// `ragstream serve` on `addr`, with `base_url` as its model provider.
+fn ragstream_command(
+    bin: &std::path::Path,
+    config: Option<&std::path::Path>,
+    addr: SocketAddr,
+    base_url: &str,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--addr", &addr.to_string()]);
+    // The deployed shape: tools offered and a system prompt, on every endpoint.
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    // The embedded knowledge base lives in the harness's own target directory.
+    cmd.env("RAGSTREAM_KB__DATA_DIR", "bench/target/kb-data")
+        .env("OPENAI_BASE_URL", base_url)
+        .env("OPENAI_API_KEY", "bench")
+        .env("OPENAI_MODEL", "bench-model")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
 /// One target's processes, started for one case.
 struct Running {
     target: Target,
@@ -296,18 +325,7 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
         Target::Ragstream | Target::RagstreamChat => {
             let addr = free_addr();
             let bin = args.ragstream_bin.as_ref().expect("ragstream binary");
-            let mut cmd = Command::new(bin);
-            cmd.args(["serve", "--addr", &addr.to_string()]);
-            // The deployed shape: tools offered and a system prompt, on every endpoint.
-            if let Some(config) = &args.ragstream_config {
-                cmd.arg("--config").arg(config);
-            }
-            // The embedded knowledge base lives in the harness's own target directory.
-            cmd.env("RAGSTREAM_KB__DATA_DIR", "bench/target/kb-data")
-                .env("OPENAI_BASE_URL", &base_url)
-                .env("OPENAI_API_KEY", "bench")
-                .env("OPENAI_MODEL", "bench-model")
-                .env("RUST_LOG", "warn");
+            let cmd = ragstream_command(bin, args.ragstream_config.as_deref(), addr, &base_url);
             let child = spawn(cmd, &args.logs.join(format!("{tag}-relay.log")));
             wait_ready(addr, Some("/healthz")).await;
             (

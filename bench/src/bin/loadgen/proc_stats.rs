@@ -48,15 +48,35 @@ pub fn cpu(pid: u32) -> CpuSnapshot {
 
 /// `VmHWM` of `/proc/PID/status`: the peak resident set size, KiB.
 pub fn peak_rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmHWM:")
+    status_number(pid, "VmHWM:")
 }
 
 /// `VmRSS` of `/proc/PID/status`: the resident set size now, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
+    status_number(pid, "VmRSS:")
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
+/// `RssAnon` and `RssFile` of `/proc/PID/status`: the heap and stacks, and mapped files
+/// (binary, index files), KiB.
+pub fn rss_split_kib(pid: u32) -> (u64, u64) {
+    (
+        status_number(pid, "RssAnon:"),
+        status_number(pid, "RssFile:"),
+    )
+}
+
+/// `Threads` of `/proc/PID/status`.
+pub fn threads(pid: u32) -> u64 {
+    status_number(pid, "Threads:")
+}
+
+/// Entries of `/proc/PID/fd`: open files and sockets.
+pub fn open_files(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count() as u64)
+}
+
+/// A number field of `/proc/PID/status` (`kB` dropped), 0 if missing.
+fn status_number(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()

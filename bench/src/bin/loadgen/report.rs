@@ -135,7 +135,8 @@ fn syscalls(v: Option<(f64, f64)>) -> String {
     v.map_or("—".to_owned(), |(_, w)| format!("{w:.2}"))
 }
 
-fn shell(cmd: &str) -> String {
+/// The trimmed standard output of `sh -c cmd`, or nothing.
+pub fn shell(cmd: &str) -> String {
     std::process::Command::new("sh")
         .args(["-c", cmd])
         .output()

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use futures::future::join_all;
+use serde_json::value::RawValue;
 use tracing::Instrument;
 
 pub use event::{Event, Source, Stage};
@@ -34,6 +35,8 @@ pub struct Engine {
     chat: RawChat,
     /// Search parameters (also the context budget for rendering).
     search: SearchParams,
+    /// The tools in the provider's dialect, serialized once, not per request.
+    tool_definitions: Option<Box<RawValue>>,
 }
 
 impl Engine {
@@ -45,12 +48,17 @@ impl Engine {
         chat: RawChat,
         search: SearchParams,
     ) -> Self {
+        let tool_definitions = llm.as_ref().filter(|_| !tools.is_empty()).map(|client| {
+            serde_json::value::to_raw_value(&tools.definitions(client.settings().dialect))
+                .expect("tool definitions are JSON values")
+        });
         Self {
             llm,
             tools,
             kb,
             chat,
             search,
+            tool_definitions,
         }
     }
 
@@ -249,8 +257,12 @@ impl<'a> Run<'a> {
         } else {
             (self.settings.model.as_str(), self.settings.temperature)
         };
-        let offer_tools = !self.engine.tools.is_empty() && !self.final_answer;
-        let definitions = offer_tools.then(|| self.engine.tools.definitions(self.settings.dialect));
+        let definitions = self
+            .engine
+            .tool_definitions
+            .as_deref()
+            .filter(|_| !self.final_answer);
+        let offer_tools = definitions.is_some();
         let choice = if last { "none" } else { "auto" };
         let (tools, tool_choice, functions, function_call) = match self.settings.dialect {
             Dialect::Tools => (definitions, offer_tools.then_some(choice), None, None),

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// One `chat.completion.chunk` as sent by any provider.
 #[derive(Debug, Default, Deserialize)]
@@ -206,15 +207,15 @@ pub struct Request<'a> {
     /// Sampling temperature, if configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
-    /// Modern tool definitions.
+    /// Modern tool definitions, serialized once when the engine is built.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tools: Option<Vec<Value>>,
+    pub tools: Option<&'a RawValue>,
     /// `auto` or `none` for modern tools.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<&'static str>,
-    /// Legacy function definitions.
+    /// Legacy function definitions, serialized once when the engine is built.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub functions: Option<Vec<Value>>,
+    pub functions: Option<&'a RawValue>,
     /// `auto` or `none` for legacy functions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub function_call: Option<&'static str>,

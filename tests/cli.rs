@@ -5,6 +5,7 @@ mod support;
 use std::process::{Command, Output};
 
 use support::{Reply, Upstream};
+use tokio::io::AsyncBufReadExt;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -152,10 +153,34 @@ fn every_command_has_help() {
     }
 }
 
+/// The stderr lines of a running `serve`.
+type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// Starts `serve` and waits for its listening line; returns the process, the
+/// rest of its stderr and its URL.
+async fn spawn_serve(
+    mut command: tokio::process::Command,
+) -> (tokio::process::Child, Lines, String) {
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve exited before listening");
+        if let Some(url) = line.strip_prefix("ragstream listening on ") {
+            return (child, lines, url.to_owned());
+        }
+    }
+}
+
 #[tokio::test]
 async fn serve_exits_cleanly_on_sigterm() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut command = tokio::process::Command::from({
+    let command = tokio::process::Command::from({
         let mut c = ragstream();
         c.args([
             "serve",
@@ -166,21 +191,7 @@ async fn serve_exits_cleanly_on_sigterm() {
         ]);
         c
     });
-    let mut child = command
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("serve exited before listening");
-        if let Some(url) = line.strip_prefix("ragstream listening on ") {
-            break url.to_owned();
-        }
-    };
+    let (mut child, _lines, url) = spawn_serve(command).await;
     let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
 
@@ -201,14 +212,13 @@ async fn serve_exits_cleanly_on_sigterm() {
 
 #[tokio::test]
 async fn json_logs_carry_the_request_id_through_the_stream() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let upstream = Upstream::start(vec![Reply::Status(
         401,
         vec![],
         r#"{"error":{"message":"bad key"}}"#.into(),
     )])
     .await;
-    let mut command = tokio::process::Command::from({
+    let command = tokio::process::Command::from({
         let mut c = ragstream();
         c.args([
             "--log-format",
@@ -224,21 +234,7 @@ async fn json_logs_carry_the_request_id_through_the_stream() {
         .env("OPENAI_API_KEY", "sk-never-logged");
         c
     });
-    let mut child = command
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("serve exited before listening");
-        if let Some(url) = line.strip_prefix("ragstream listening on ") {
-            break url.to_owned();
-        }
-    };
+    let (mut child, mut lines, url) = spawn_serve(command).await;
     let response = reqwest::Client::new()
         .post(format!("{url}/api/chat"))
         .header("x-request-id", "trace-me-7")

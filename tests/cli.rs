@@ -9,7 +9,8 @@ use tokio::io::AsyncBufReadExt;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The binary with a clean environment, run from the repository root.
+/// The binary with a clean environment, run from the repository root, with
+/// its knowledge base in a directory of its own.
 fn ragstream() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ragstream"));
     command
@@ -24,6 +25,8 @@ fn ragstream() -> Command {
             command.env_remove(key);
         }
     }
+    let data = tempfile::tempdir().unwrap().keep();
+    command.env("RAGSTREAM_KB__DATA_DIR", data.join("data"));
     command
 }
 

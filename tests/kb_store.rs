@@ -343,3 +343,25 @@ async fn wait_for(store: &ragstream::kb::Store, query: &str, n: usize) {
     }
     panic!("`{query}` never found {n} hits");
 }
+
+/// Two `serve` processes starting on one empty directory both seed it; the
+/// second must find the work done, not fail on the first one's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_imports_of_the_same_content_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let first = open(&cfg).await.unwrap();
+    let second = open(&cfg).await.unwrap();
+    let sample = sample();
+
+    let (a, b) = tokio::join!(
+        ragstream::kb::seed_if_empty(&first, &sample),
+        ragstream::kb::seed_if_empty(&second, &sample)
+    );
+
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let added: usize = [a, b].iter().flatten().map(|report| report.added).sum();
+    let stored = first.count().unwrap();
+    assert!(stored > 40, "{stored}");
+    assert_eq!(added as u64, stored, "each document was added exactly once");
+}

@@ -289,7 +289,7 @@ impl Store {
         let Plan {
             insert,
             delete,
-            report,
+            mut report,
         } = plan;
         self.write(cancel, |tx| {
             db::delete_rowids(tx, &delete)?;
@@ -299,7 +299,12 @@ impl Store {
                     return Err(Error::Cancelled);
                 }
                 let vector = vectors.as_ref().and_then(|v| v.get(i)).map(Vec::as_slice);
-                let rowid = db::insert(tx, &doc, vector).map_err(|err| at(&doc, err))?;
+                let Some(rowid) = db::insert(tx, &doc, vector).map_err(|err| at(&doc, err))? else {
+                    // Stored meanwhile by a concurrent import of the same content.
+                    report.added = report.added.saturating_sub(1);
+                    report.unchanged += 1;
+                    continue;
+                };
                 added.push(Entry {
                     rowid,
                     title: doc.title,

@@ -172,8 +172,15 @@ pub fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
-/// Inserts a document and returns its rowid.
-pub fn insert(tx: &Transaction<'_>, doc: &Document, vector: Option<&[f32]>) -> Result<i64, Error> {
+/// Inserts a document and returns its rowid, or `None` when a document with
+/// the same content hash is already stored: another import (another process,
+/// or a second `serve` seeding the same directory) got there between this
+/// import's plan and its write, and idempotency means there is nothing to add.
+pub fn insert(
+    tx: &Transaction<'_>,
+    doc: &Document,
+    vector: Option<&[f32]>,
+) -> Result<Option<i64>, Error> {
     let tags = serde_json::to_string(&doc.tags).map_err(|e| Error::Store(e.to_string()))?;
     let metadata = serde_json::to_string(&doc.metadata).map_err(|e| Error::Store(e.to_string()))?;
     let blob = vector.map(encode_vector);
@@ -183,25 +190,27 @@ pub fn insert(tx: &Transaction<'_>, doc: &Document, vector: Option<&[f32]>) -> R
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO chunks (id, hash, kind, title, body, source, origin, line, tags, metadata, embedding, imported_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT DO NOTHING",
         )
         .map_err(sql)?;
-    stmt.execute(params![
-        doc.id,
-        doc.hash,
-        doc.kind.as_str(),
-        doc.title,
-        doc.body,
-        doc.source,
-        doc.origin,
-        doc.line as i64,
-        tags,
-        metadata,
-        blob,
-        now
-    ])
-    .map_err(sql)?;
-    Ok(tx.last_insert_rowid())
+    let inserted = stmt
+        .execute(params![
+            doc.id,
+            doc.hash,
+            doc.kind.as_str(),
+            doc.title,
+            doc.body,
+            doc.source,
+            doc.origin,
+            doc.line as i64,
+            tags,
+            metadata,
+            blob,
+            now
+        ])
+        .map_err(sql)?;
+    Ok((inserted > 0).then(|| tx.last_insert_rowid()))
 }
 
 /// Deletes rows by rowid.

@@ -123,7 +123,7 @@ async fn minimax_sends_group_id_and_db_or_query_type() {
     let store = open_fast(&minimax_config(dir.path(), &server)).unwrap();
     import(&store, &[sample()]).await.unwrap();
     let hits = store
-        .search_detailed("孩子挑食严重怎么办", &params(3))
+        .search_detailed("孩子挑食严重，只吃几种食物", &params(3))
         .await
         .unwrap();
     assert_eq!(hits[0].hit.id, "picky-eating");
@@ -140,7 +140,7 @@ async fn minimax_sends_group_id_and_db_or_query_type() {
     assert_eq!(seen.last().unwrap().body["type"], "query");
     assert_eq!(
         seen.last().unwrap().body["texts"],
-        json!(["孩子挑食严重怎么办"])
+        json!(["孩子挑食严重，只吃几种食物"])
     );
 }
 

@@ -365,3 +365,19 @@ async fn concurrent_imports_of_the_same_content_both_succeed() {
     assert!(stored > 40, "{stored}");
     assert_eq!(added as u64, stored, "each document was added exactly once");
 }
+
+/// The classic article's own question must find the self-injury answer first:
+/// a match in the question outweighs an answer that mentions the same words.
+#[tokio::test]
+async fn the_reference_question_finds_its_answer_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&config(dir.path())).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+
+    let hits = store
+        .search("自闭症孩子自伤怎么办？", &SearchParams::default())
+        .await
+        .unwrap();
+
+    assert_eq!(ids(&hits)[0], "self-injury", "{:?}", ids(&hits));
+}

@@ -22,7 +22,7 @@ use crate::kb::segment::Segmenter;
 /// Name the tokenizer is registered under.
 const TOKENIZER: &str = "jieba";
 /// Weight of a match in the title (question or heading) on top of the match in the full text.
-const TITLE_BOOST: f32 = 0.5;
+const TITLE_BOOST: f32 = 1.5;
 /// Indexing memory budget per writer (tantivy needs at least 15 MB per thread).
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 

@@ -103,7 +103,7 @@ impl VectorIndex {
         }
         let mut query = query.to_vec();
         normalize(&mut query);
-        let mut scored: Vec<(f32, usize)> = if self.codes.is_empty() {
+        let scored: Vec<(f32, usize)> = if self.codes.is_empty() {
             (0..self.len())
                 .map(|i| (dot(&query, self.row(i)), i))
                 .collect()
@@ -113,6 +113,11 @@ impl VectorIndex {
                 .map(|i| (dot(&query, self.row(i)), i))
                 .collect()
         };
+        self.best(scored, limit)
+    }
+
+    /// The `limit` best of `(score, row)` pairs, as matches.
+    fn best(&self, mut scored: Vec<(f32, usize)>, limit: usize) -> Vec<Match> {
         top(&mut scored, limit);
         scored
             .into_iter()
@@ -130,17 +135,10 @@ impl VectorIndex {
             return Vec::new();
         }
         let query = Self::normalized(query);
-        let mut scored: Vec<(f32, usize)> = (0..self.len())
+        let scored: Vec<(f32, usize)> = (0..self.len())
             .map(|i| (dot(&query, self.row(i)), i))
             .collect();
-        top(&mut scored, limit);
-        scored
-            .into_iter()
-            .map(|(score, i)| Match {
-                rowid: self.rowids[i],
-                score,
-            })
-            .collect()
+        self.best(scored, limit)
     }
 
     /// Whether searches use the binary-code prefilter (large indexes) or scan exactly.

@@ -8,10 +8,10 @@ use std::time::Duration;
 use ragstream::kb::config::{KbConfig, Provider};
 use ragstream::kb::embed::Embeddings;
 use ragstream::kb::import::{Options, Silent};
-use ragstream::kb::{Error, SearchParams, Store};
+use ragstream::kb::{Error, Store};
 use serde_json::json;
 use support::embed_server::EmbedServer;
-use support::kb::{config, import, sample, write};
+use support::kb::{config, import, params, sample, write};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "sk-test-secret-123";
@@ -40,14 +40,6 @@ fn open_fast(cfg: &KbConfig) -> Result<Store, Error> {
     let embeddings =
         Embeddings::from_config(&cfg.embeddings)?.map(|e| e.with_backoff(Duration::from_millis(5)));
     Store::open_with(cfg, embeddings)
-}
-
-fn params(top_k: usize) -> SearchParams {
-    SearchParams {
-        top_k,
-        min_score: 0.0,
-        max_context_chars: 100_000,
-    }
 }
 
 #[tokio::test]

@@ -5,16 +5,8 @@ mod support;
 use ragstream::kb::import::Options;
 use ragstream::kb::store::admin::Selection;
 use ragstream::kb::{KnowledgeBase, SearchParams, eval, open};
-use support::kb::{config, ids, import, sample, sample_eval, write};
+use support::kb::{config, ids, import, params, sample, sample_eval, write};
 use tokio_util::sync::CancellationToken;
-
-fn params(top_k: usize) -> SearchParams {
-    SearchParams {
-        top_k,
-        min_score: 0.0,
-        max_context_chars: 100_000,
-    }
-}
 
 #[tokio::test]
 async fn the_sample_base_imports_and_answers_with_question_and_answer() {

@@ -50,3 +50,12 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub fn ids(hits: &[ragstream::kb::Hit]) -> Vec<String> {
     hits.iter().map(|h| h.id.clone()).collect()
 }
+
+/// Search limits that keep every hit: `top_k` results, no threshold, no budget.
+pub fn params(top_k: usize) -> ragstream::kb::SearchParams {
+    ragstream::kb::SearchParams {
+        top_k,
+        min_score: 0.0,
+        max_context_chars: 100_000,
+    }
+}

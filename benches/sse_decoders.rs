@@ -57,7 +57,7 @@ fn ours(pieces: &[Bytes]) -> (usize, usize) {
     let (mut events, mut bytes) = (0, 0);
     for piece in pieces {
         decoder.feed(piece);
-        while let Some(frame) = decoder.next_frame() {
+        while let Ok(Some(frame)) = decoder.next_frame() {
             events += 1;
             bytes += frame.data.len();
         }

@@ -80,11 +80,11 @@ fn decode(bytes: &[u8], cuts: &[usize]) -> Vec<Expected> {
     };
     for pair in points.windows(2) {
         decoder.feed(&bytes[pair[0]..pair[1]]);
-        while let Some(frame) = decoder.next_frame() {
+        while let Some(frame) = decoder.next_frame().unwrap() {
             out.push(own(frame.event, frame.data));
         }
     }
-    if let Some(frame) = decoder.finish() {
+    if let Some(frame) = decoder.finish().unwrap() {
         out.push(own(frame.event, frame.data));
     }
     out
@@ -121,7 +121,7 @@ proptest! {
         let mut events = Vec::new();
         for pair in points.windows(2) {
             decoder.feed(&garbage[pair[0]..pair[1]]);
-            while let Some(frame) = decoder.next_frame() {
+            while let Ok(Some(frame)) = decoder.next_frame() {
                 let valid_json = serde_json::from_slice::<serde_json::Value>(frame.data).is_ok();
                 match parse_frame(frame.event, frame.data) {
                     Ok(Payload::Chunk(chunk)) => { let _ = state.apply(chunk, &mut events); }

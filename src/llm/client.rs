@@ -19,6 +19,7 @@ use super::settings::{Secret, Settings};
 use super::sse::Decoder;
 use super::turn::{Payload, Turn, TurnError, TurnEvent, TurnState, excerpt, parse_frame};
 use super::wire::Request;
+use crate::secret::redact;
 
 /// Why a model turn failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,10 +94,10 @@ impl Error {
 struct Endpoint {
     /// `{base_url}/chat/completions`.
     url: String,
+    /// The URL as messages and logs show it: without credentials.
+    shown_url: String,
     /// `Authorization` header, marked sensitive.
     auth: Option<HeaderValue>,
-    /// The key, to scrub from error text.
-    key: Option<Secret>,
     /// Model override (fallbacks only).
     model: Option<String>,
 }
@@ -115,20 +116,13 @@ impl Endpoint {
                 Ok::<_, Error>(value)
             })
             .transpose()?;
+        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
         Ok(Self {
-            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            shown_url: redact(&url).into_owned(),
+            url,
             auth,
-            key: key.cloned(),
             model,
         })
-    }
-
-    /// Removes the API key from text that may have echoed it.
-    fn redact(&self, text: &str) -> String {
-        match &self.key {
-            Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "***"),
-            _ => text.to_owned(),
-        }
     }
 }
 
@@ -183,7 +177,7 @@ impl Client {
         let mut last_error = None;
         for (n, endpoint) in self.endpoints.iter().enumerate() {
             if n > 0 {
-                tracing::warn!(url = %endpoint.url, "falling back to the next provider");
+                tracing::warn!(url = %endpoint.shown_url, "falling back to the next provider");
             }
             match self.open_at(endpoint, request).await {
                 Ok(stream) => return Ok(stream),
@@ -280,10 +274,10 @@ impl Client {
 }
 
 fn network_error(endpoint: &Endpoint, err: &reqwest::Error) -> Error {
-    let reason = endpoint.redact(&error_chain(err));
+    let reason = error_chain(err);
     if err.is_connect() || err.is_request() && !err.is_body() {
         Error::Connect {
-            url: endpoint.url.clone(),
+            url: endpoint.shown_url.clone(),
             reason,
         }
     } else {
@@ -297,26 +291,30 @@ async fn status_error(endpoint: &Endpoint, response: reqwest::Response) -> Error
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(Duration::from_secs_f64);
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     let body = timeout(Duration::from_secs(5), response.bytes()).await;
     let body = body.ok().and_then(Result::ok).unwrap_or_default();
-    let message = provider_message(&body).unwrap_or_else(|| {
+    let mut message = provider_message(&body).unwrap_or_else(|| {
         status
             .canonical_reason()
             .unwrap_or("no reason given")
             .to_owned()
     });
+    if status == StatusCode::NOT_FOUND {
+        message.push_str(&format!(
+            " (POST {} was not found: check `llm.base_url`, which usually ends in `/v1`)",
+            endpoint.shown_url
+        ));
+    }
     Error::Status {
         status: status.as_u16(),
-        message: endpoint.redact(&message),
+        message,
         retry_after: retry_after
             .filter(|_| status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()),
     }
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line, redacted (reqwest names the URL).
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -325,7 +323,21 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    redact(&text).into_owned()
+}
+
+/// A `Retry-After` value: seconds (fractions accepted) or an HTTP date.
+///
+/// Whatever the provider sends, this never panics: a huge number saturates
+/// (the backoff caps it at `max_backoff_ms` anyway), a date in the past is
+/// zero, and a negative, NaN or unreadable value is ignored.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs >= 0.0).then(|| Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn retry_after(err: &Error) -> Option<Duration> {
@@ -335,7 +347,7 @@ fn retry_after(err: &Error) -> Option<Duration> {
     }
 }
 
-/// The `error.message` of an error body, or its first bytes.
+/// The `error.message` of an error body, or its first bytes; redacted.
 fn provider_message(body: &[u8]) -> Option<String> {
     if body.is_empty() {
         return None;
@@ -346,7 +358,7 @@ fn provider_message(body: &[u8]) -> Option<String> {
             .or_else(|| v.get("message"))
             .or_else(|| v.get("error"))
             .and_then(|m| m.as_str())
-            .map(str::to_owned)
+            .map(|m| redact(m).into_owned())
     });
     Some(message.unwrap_or_else(|| excerpt(body)))
 }
@@ -392,7 +404,7 @@ impl TurnStream {
                 Some(bytes) => self.decoder.feed(&bytes),
                 None => {
                     self.done = true;
-                    if let Some(frame) = self.decoder.finish() {
+                    if let Some(frame) = self.decoder.finish().map_err(TurnError::Framing)? {
                         apply_frame(&mut self.state, frame.event, frame.data, out)?;
                     }
                 }
@@ -434,7 +446,7 @@ impl TurnStream {
     /// Applies every complete frame buffered so far.
     fn drain(&mut self, out: &mut Vec<TurnEvent>) -> Result<(), Error> {
         while !self.done {
-            let Some(frame) = self.decoder.next_frame() else {
+            let Some(frame) = self.decoder.next_frame().map_err(TurnError::Framing)? else {
                 break;
             };
             if apply_frame(&mut self.state, frame.event, frame.data, out)? {
@@ -458,5 +470,35 @@ fn apply_frame(
             state.apply(chunk, out)?;
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    /// A provider's `Retry-After` can never panic the stream (issue 10).
+    #[test]
+    fn any_retry_after_value_parses_without_panicking() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let parse = |v: &str| parse_retry_after(v, now);
+        assert_eq!(parse("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse(" 0.25 "), Some(Duration::from_millis(250)));
+        assert_eq!(parse("1e20"), Some(Duration::MAX));
+        assert_eq!(parse("inf"), Some(Duration::MAX));
+        assert_eq!(parse("-1"), None);
+        assert_eq!(parse("NaN"), None);
+        assert_eq!(parse("soon"), None);
+        let later = now + Duration::from_secs(30);
+        assert_eq!(
+            parse(&httpdate::fmt_http_date(later)),
+            Some(Duration::from_secs(30))
+        );
+        let earlier = now - Duration::from_secs(30);
+        assert_eq!(
+            parse(&httpdate::fmt_http_date(earlier)),
+            Some(Duration::ZERO)
+        );
     }
 }

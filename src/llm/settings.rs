@@ -18,7 +18,15 @@ pub enum Dialect {
     Functions,
 }
 
-/// Exponential backoff with full jitter.
+/// Exponential backoff with full jitter: each delay is drawn uniformly from
+/// zero to the exponential ceiling.
+///
+/// Full rather than equal jitter (which keeps a floor of half the ceiling):
+/// the retries that matter here are many streams failing together on one
+/// provider's 429 or 503, and spreading them over the whole window is what
+/// keeps them from arriving as a second wave (see AWS's "Exponential Backoff
+/// And Jitter"). A provider that wants a floor says so with `Retry-After`,
+/// which is honoured as given.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Backoff {
     /// Delay before the first retry (before jitter).
@@ -31,12 +39,21 @@ impl Backoff {
     /// The delay before retry number `attempt` (0-based). A provider's
     /// `Retry-After` is honoured up to `max`.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        self.delay_at(attempt, retry_after, rand::rng().random_range(0.0..=1.0))
+    }
+
+    /// [`Backoff::delay`] with the random draw given: `fraction` in `0..=1`
+    /// of the ceiling.
+    fn delay_at(&self, attempt: u32, retry_after: Option<Duration>, fraction: f64) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(self.max);
         }
-        let ceiling = self.base.saturating_mul(1 << attempt.min(16)).min(self.max);
-        let jittered = rand::rng().random_range(0.5..=1.0) * ceiling.as_secs_f64();
-        Duration::from_secs_f64(jittered)
+        self.ceiling(attempt).mul_f64(fraction.clamp(0.0, 1.0))
+    }
+
+    /// The exponential ceiling of retry number `attempt`, capped at `max`.
+    fn ceiling(&self, attempt: u32) -> Duration {
+        self.base.saturating_mul(1 << attempt.min(16)).min(self.max)
     }
 }
 
@@ -84,14 +101,35 @@ pub struct Fallback {
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_grows_is_capped_and_honours_retry_after() {
-        let backoff = Backoff {
+    fn backoff() -> Backoff {
+        Backoff {
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
-        };
-        let first = backoff.delay(0, None);
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        }
+    }
+
+    /// Full jitter: the whole window from zero to the ceiling (issue 10).
+    #[test]
+    fn jitter_spans_zero_to_the_ceiling() {
+        let backoff = backoff();
+        assert_eq!(backoff.delay_at(0, None, 0.0), Duration::ZERO);
+        assert_eq!(backoff.delay_at(0, None, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff.delay_at(2, None, 0.25), Duration::from_millis(100));
+        assert_eq!(backoff.delay_at(10, None, 1.0), Duration::from_secs(1));
+        assert_eq!(
+            backoff.delay_at(u32::MAX, None, 1.0),
+            Duration::from_secs(1)
+        );
+        for attempt in 0..8 {
+            let delay = backoff.delay(attempt, None);
+            assert!(delay <= backoff.ceiling(attempt), "{delay:?} at {attempt}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let backoff = backoff();
+        assert!(backoff.delay(0, None) <= Duration::from_millis(100));
         assert!(backoff.delay(10, None) <= Duration::from_secs(1));
         assert_eq!(
             backoff.delay(0, Some(Duration::from_millis(300))),

@@ -11,8 +11,33 @@
 //! It follows the WHATWG rules that matter for chat completions:
 //! `\n`, `\r\n` and `\r` line ends, `:` comments, multi-line `data`, and the
 //! optional space after the colon.
+//!
+//! A provider's bytes are not trusted: a line or an event larger than
+//! [`MAX_LINE`] ends the stream with [`Error`] instead of growing a buffer
+//! without bound. The check is one comparison when a read ends mid-line.
 
 use memchr::memchr2;
+
+/// The largest line, and the largest event's data, accepted from a provider:
+/// 1 MiB, far above any real chunk (a long answer's chunk is a few kilobytes).
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Why a stream cannot be framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Bytes kept coming without a line end.
+    #[error("the provider sent a line longer than {limit} bytes")]
+    LineTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// `data:` lines kept coming without the blank line that ends an event.
+    #[error("the provider sent an event larger than {limit} bytes")]
+    EventTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
 
 /// One dispatched event, borrowed from the decoder until the next call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +50,10 @@ pub struct Frame<'a> {
 
 /// Incremental SSE decoder. Feed bytes with [`Decoder::feed`], drain frames with
 /// [`Decoder::next_frame`], and call [`Decoder::finish`] at end of input.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
+    /// The largest line or event data accepted, in bytes.
+    limit: usize,
     /// Bytes received but not yet consumed.
     buf: Vec<u8>,
     /// Start of the unconsumed part of `buf`.
@@ -43,10 +70,30 @@ pub struct Decoder {
     dispatched: bool,
 }
 
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::with_limit(MAX_LINE)
+    }
+}
+
 impl Decoder {
-    /// Creates an empty decoder.
+    /// Creates an empty decoder with the [`MAX_LINE`] limit.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Creates an empty decoder that accepts lines and events up to `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            limit,
+            buf: Vec::new(),
+            pos: 0,
+            data: Vec::new(),
+            event: Vec::new(),
+            has_data: false,
+            skip_lf: false,
+            dispatched: false,
+        }
     }
 
     /// Appends bytes read from the network.
@@ -67,7 +114,10 @@ impl Decoder {
     }
 
     /// Returns the next complete frame, or `None` until more bytes arrive.
-    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+    ///
+    /// Fails once a line or an event's data passes the limit; the stream is
+    /// unusable after that.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, Error> {
         self.reset_if_dispatched();
         loop {
             if self.skip_lf && self.pos < self.buf.len() {
@@ -77,17 +127,22 @@ impl Decoder {
                 }
             }
             let rest = &self.buf[self.pos..];
-            let end = memchr2(b'\n', b'\r', rest)?;
+            let Some(end) = memchr2(b'\n', b'\r', rest) else {
+                if rest.len() > self.limit {
+                    return Err(Error::LineTooLong { limit: self.limit });
+                }
+                return Ok(None);
+            };
             let line_start = self.pos;
             self.skip_lf = rest[end] == b'\r';
             self.pos += end + 1;
             if end == 0 {
                 if self.dispatch_ready() {
-                    return Some(self.frame());
+                    return Ok(Some(self.frame()));
                 }
                 continue;
             }
-            self.field(line_start, line_start + end);
+            self.field(line_start, line_start + end)?;
         }
     }
 
@@ -95,24 +150,27 @@ impl Decoder {
     ///
     /// The spec discards such an event, but real providers do close streams
     /// right after the last `data:` line, and dropping it would lose an answer.
-    pub fn finish(&mut self) -> Option<Frame<'_>> {
+    pub fn finish(&mut self) -> Result<Option<Frame<'_>>, Error> {
         self.reset_if_dispatched();
         if self.pos < self.buf.len() {
             let (start, end) = (self.pos, self.buf.len());
+            if end - start > self.limit {
+                return Err(Error::LineTooLong { limit: self.limit });
+            }
             self.pos = end;
-            self.field(start, end);
+            self.field(start, end)?;
         }
         if self.dispatch_ready() {
-            return Some(self.frame());
+            return Ok(Some(self.frame()));
         }
-        None
+        Ok(None)
     }
 
     /// Applies one non-empty line `buf[start..end]`.
-    fn field(&mut self, start: usize, end: usize) {
+    fn field(&mut self, start: usize, end: usize) -> Result<(), Error> {
         let line = &self.buf[start..end];
         if line[0] == b':' {
-            return;
+            return Ok(());
         }
         let (name, value) = match memchr::memchr(b':', line) {
             Some(colon) => {
@@ -123,6 +181,9 @@ impl Decoder {
         };
         match name {
             b"data" => {
+                if self.data.len() + value.len() >= self.limit {
+                    return Err(Error::EventTooLarge { limit: self.limit });
+                }
                 if self.has_data {
                     self.data.push(b'\n');
                 }
@@ -135,6 +196,7 @@ impl Decoder {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Whether a blank line should dispatch: only events with data count.
@@ -181,11 +243,11 @@ mod tests {
         };
         for piece in pieces {
             decoder.feed(piece);
-            while let Some(frame) = decoder.next_frame() {
+            while let Some(frame) = decoder.next_frame().unwrap() {
                 out.push(own(frame));
             }
         }
-        if let Some(frame) = decoder.finish() {
+        if let Some(frame) = decoder.finish().unwrap() {
             out.push(own(frame));
         }
         out
@@ -266,10 +328,51 @@ mod tests {
         let mut decoder = Decoder::new();
         for _ in 0..10_000 {
             decoder.feed(b"data: 0123456789\n\n");
-            assert_eq!(decoder.next_frame().unwrap().data, b"0123456789");
-            assert!(decoder.next_frame().is_none());
+            assert_eq!(decoder.next_frame().unwrap().unwrap().data, b"0123456789");
+            assert!(decoder.next_frame().unwrap().is_none());
         }
         assert_eq!(decoder.pending(), 0);
         assert!(decoder.buf.capacity() < 64 * 1024);
+    }
+
+    /// A provider that never sends a line end cannot grow memory without bound (issue 10).
+    #[test]
+    fn a_line_without_end_past_the_limit_is_an_error() {
+        let mut decoder = Decoder::with_limit(64);
+        decoder.feed(b"data: ok\n\n");
+        assert_eq!(decoder.next_frame().unwrap().unwrap().data, b"ok");
+        for _ in 0..4 {
+            decoder.feed(&[b'x'; 16]);
+            assert_eq!(decoder.next_frame(), Ok(None), "64 bytes are still allowed");
+        }
+        decoder.feed(b"x");
+        assert_eq!(decoder.next_frame(), Err(Error::LineTooLong { limit: 64 }));
+        assert!(decoder.buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn an_event_whose_data_lines_pass_the_limit_is_an_error() {
+        let mut decoder = Decoder::with_limit(64);
+        let mut result = Ok(None);
+        for _ in 0..10 {
+            decoder.feed(b"data: 0123456789\n");
+            result = decoder.next_frame().map(|f| f.map(|f| f.data.len()));
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(Error::EventTooLarge { limit: 64 }));
+    }
+
+    #[test]
+    fn the_default_limit_is_one_mebibyte() {
+        let mut decoder = Decoder::new();
+        decoder.feed(&vec![b'x'; MAX_LINE]);
+        assert_eq!(decoder.next_frame(), Ok(None));
+        decoder.feed(b"x");
+        assert!(decoder.next_frame().is_err());
+        let mut cut = Decoder::new();
+        cut.feed(&vec![b'x'; MAX_LINE + 1]);
+        assert!(cut.finish().is_err(), "also at the end of the input");
     }
 }

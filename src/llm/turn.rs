@@ -42,6 +42,9 @@ pub enum TurnError {
     /// The turn ended with a tool call that cannot be run.
     #[error("incomplete tool call: {0}")]
     ToolCall(String),
+    /// The bytes cannot be framed as server-sent events.
+    #[error(transparent)]
+    Framing(#[from] super::sse::Error),
 }
 
 /// What a `data:` payload holds.
@@ -168,9 +171,14 @@ fn describe_error_bytes(data: &[u8]) -> String {
     }
 }
 
-/// At most 200 bytes of `data`, cut on a character boundary, for messages.
+/// At most 200 characters of `data`, cut on a character boundary and
+/// redacted, for messages: providers echo keys in their error text.
+///
+/// Redacted before it is cut, so that a key across the cut cannot leave
+/// its first half behind.
 pub(crate) fn excerpt(data: &[u8]) -> String {
     let text = String::from_utf8_lossy(data);
+    let text = crate::secret::redact(&text);
     match text.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.into_owned(),
@@ -190,7 +198,7 @@ mod tests {
         let mut events = Vec::new();
         for piece in [&bytes[..cut], &bytes[cut..]] {
             decoder.feed(piece);
-            while let Some(frame) = decoder.next_frame() {
+            while let Some(frame) = decoder.next_frame().unwrap() {
                 match parse_frame(frame.event, frame.data).unwrap() {
                     Payload::Chunk(chunk) => state.apply(chunk, &mut events).unwrap(),
                     Payload::Done => {}

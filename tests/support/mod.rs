@@ -123,7 +123,7 @@ pub async fn read_events(mut response: reqwest::Response) -> Vec<Sse> {
     let read = async {
         while let Some(bytes) = response.chunk().await.expect("ragstream stream broke") {
             decoder.feed(&bytes);
-            while let Some(frame) = decoder.next_frame() {
+            while let Some(frame) = decoder.next_frame().expect("ragstream's SSE frames") {
                 events.push(Sse {
                     event: String::from_utf8(frame.event.to_vec()).unwrap(),
                     data: serde_json::from_slice(frame.data).unwrap(),

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use super::Error;
 use super::config::{EmbeddingsConfig, Provider};
+use crate::secret::redact;
 
 /// What a text is embedded for; MiniMax embeds documents and queries differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,8 @@ impl Failure {
     }
 
     /// Classifies a reqwest error: connection problems and timeouts are transient.
+    /// The URL is left out (it may carry credentials); the rest is redacted
+    /// when the failure becomes an error.
     pub fn from_reqwest(err: reqwest::Error) -> Self {
         let err = err.without_url();
         if err.is_timeout() || err.is_connect() || err.is_request() {
@@ -196,11 +199,14 @@ impl Embeddings {
         loop {
             match self.provider.embed_batch(batch, purpose).await {
                 Ok(vectors) => return Ok(vectors),
-                Err(Failure::Fatal(message)) => return Err(Error::Embedding(message)),
+                Err(Failure::Fatal(message)) => {
+                    return Err(Error::Embedding(redact(&message).into_owned()));
+                }
                 Err(Failure::Transient {
                     message,
                     retry_after,
                 }) => {
+                    let message = redact(&message);
                     if attempt >= self.max_retries {
                         return Err(Error::Embedding(format!(
                             "{message} (gave up after {} attempts)",
@@ -219,8 +225,12 @@ impl Embeddings {
     }
 }
 
-/// The first 300 characters of an error body, for messages.
+/// The first 300 characters of an error body, redacted, for messages.
+///
+/// Redacted before it is cut, so that a key across the cut cannot leave
+/// its first half behind.
 pub(crate) fn excerpt(body: &str) -> String {
+    let body = redact(body);
     let mut out: String = body.chars().take(300).collect();
     if out.len() < body.len() {
         out.push('…');

@@ -5,9 +5,15 @@ mod support;
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use ragstream::config::RawFallback;
 use serde_json::json;
+use support::logs::Logs;
 use support::upstream::{content, finish, frame};
 use support::{Reply, Step, Upstream, answer, chat, config, last, start};
+
+/// The key `support::config` configures.
+const KEY: &str = "sk-test-secret-key";
 
 fn ask() -> serde_json::Value {
     json!({"content": "孩子不说话怎么办"})
@@ -35,12 +41,16 @@ async fn a_500_before_the_first_byte_is_retried() {
     assert_eq!(upstream.requests().len(), 3);
 }
 
+/// The retry waits what the provider asked (150 ms), not the backoff (at most
+/// 10 ms here): the wait is read from the retry's log line, not a clock.
+/// Issue 10: the test used to pass with `Retry-After` ignored.
 #[tokio::test]
 async fn a_429_honours_retry_after_then_succeeds() {
+    let (logs, _capture) = Logs::capture();
     let upstream = Upstream::start(vec![
         Reply::Status(
             429,
-            vec![("retry-after", "0.05".into())],
+            vec![("retry-after", "0.15".into())],
             r#"{"error":{"message":"slow down"}}"#.into(),
         ),
         Reply::answer(&["ok"]),
@@ -49,6 +59,71 @@ async fn a_429_honours_retry_after_then_succeeds() {
     let server = start(config(&upstream.base_url)).await;
 
     assert_eq!(answer(&chat(&server, ask()).await), "ok");
+    let logs = logs.text();
+    assert!(logs.contains("retrying model provider"), "{logs}");
+    assert!(logs.contains("delay_ms=150"), "{logs}");
+}
+
+/// Issue 10: `Retry-After: 1e20` panicked in `Duration::from_secs_f64` and the
+/// client's stream ended with neither `done` nor `error`.
+#[tokio::test]
+async fn any_retry_after_from_the_provider_is_capped_never_a_panic() {
+    let (logs, _capture) = Logs::capture();
+    let limited = |status, value: &str| {
+        Reply::Status(status, vec![("retry-after", value.into())], "{}".into())
+    };
+    let upstream = Upstream::start(vec![
+        limited(429, "1e20"),
+        limited(503, "-1"),
+        limited(429, "Fri, 31 Dec 9999 23:59:59 GMT"),
+        limited(503, "NaN"),
+        Reply::answer(&["ok"]),
+    ])
+    .await;
+    let mut raw = config(&upstream.base_url);
+    raw.llm.retries = 4;
+    let server = start(raw).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(answer(&events), "ok");
+    assert_eq!(last(&events).event, "done");
+    assert_eq!(upstream.requests().len(), 5);
+    let logs = logs.text();
+    assert_eq!(
+        logs.matches("delay_ms=200").count(),
+        2,
+        "the huge value and the far date wait max_backoff_ms:\n{logs}"
+    );
+}
+
+/// Issue 10: the line buffer had no cap, so a provider that never sends a
+/// line end grew memory without bound.
+#[tokio::test]
+async fn a_line_that_never_ends_is_cut_off_with_a_protocol_error() {
+    let endless = Bytes::from(vec![b'x'; 64 * 1024]);
+    let upstream = Upstream::start(vec![Reply::Stream(vec![
+        Step::Bytes(frame(&content("前").to_string())),
+        Step::Repeat(endless, 256),
+    ])])
+    .await;
+    let server = start(config(&upstream.base_url)).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(answer(&events), "前");
+    assert_eq!(error_code(&events), "upstream_protocol");
+    let message = last(&events).data["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("longer than 1048576 bytes"), "{message}");
+    assert!(
+        upstream.wait_all_closed(Duration::from_secs(2)).await,
+        "the upstream request was dropped"
+    );
+    assert!(
+        upstream.sent_bytes() < 16 * 1024 * 1024,
+        "ragstream stopped reading: {} bytes sent",
+        upstream.sent_bytes()
+    );
 }
 
 #[tokio::test]
@@ -125,6 +200,10 @@ async fn a_provider_that_never_answers_ends_with_a_timeout() {
     let server = start(raw).await;
 
     assert_eq!(error_code(&chat(&server, ask()).await), "upstream_timeout");
+    assert!(
+        upstream.wait_all_closed(Duration::from_secs(2)).await,
+        "the silent requests were hung up on"
+    );
 }
 
 #[tokio::test]
@@ -401,4 +480,157 @@ async fn the_idle_timeout_counts_from_the_last_chunk_not_the_first() {
         "1.5 s in all, but never 600 ms of silence"
     );
     assert_eq!(last(&events).event, "done");
+}
+
+/// Issue 10: providers echo the key in an error object inside the stream; it
+/// reached the client's `error` event and the log verbatim.
+#[tokio::test]
+async fn a_key_echoed_in_the_stream_reaches_neither_the_client_nor_the_log() {
+    let (logs, _capture) = Logs::capture();
+    let echo = format!(
+        r#"{{"error":{{"message":"Incorrect API key provided: {KEY}. Find your key at https://platform.openai.com/account/api-keys."}}}}"#
+    );
+    let upstream = Upstream::start(vec![Reply::Stream(vec![
+        Step::Bytes(frame(&content("前").to_string())),
+        Step::Bytes(frame(&echo)),
+    ])])
+    .await;
+    let server = start(config(&upstream.base_url)).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(error_code(&events), "upstream_error");
+    let message = last(&events).data["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("Incorrect API key provided: ***."),
+        "{message}"
+    );
+    assert!(!message.contains(KEY), "{message}");
+    let logs = logs.text();
+    assert!(logs.contains("Incorrect API key provided: ***."), "{logs}");
+    assert!(!logs.contains(KEY), "{logs}");
+}
+
+/// Issue 10: a connect error named the endpoint URL, credentials included.
+#[tokio::test]
+async fn credentials_in_the_base_url_reach_neither_the_client_nor_the_log() {
+    let (logs, _capture) = Logs::capture();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let server = start(config(&format!("http://ragstream:hunter2-pw@{addr}/v1"))).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(error_code(&events), "upstream_unreachable");
+    let message = last(&events).data["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains(&format!("http://***@{addr}/v1")),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    let logs = logs.text();
+    assert!(logs.contains("model call failed"), "{logs}");
+    assert!(!logs.contains("hunter2"), "{logs}");
+}
+
+/// Issue 10 (part 8): a base URL without `/v1` got a bare 404.
+#[tokio::test]
+async fn a_404_says_to_check_the_base_url() {
+    let upstream = Upstream::start(vec![]).await;
+    let without_v1 = upstream.base_url.trim_end_matches("/v1").to_owned();
+    let server = start(config(&without_v1)).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(error_code(&events), "upstream_rejected");
+    let message = last(&events).data["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("HTTP 404"), "{message}");
+    assert!(
+        message.contains("check `llm.base_url`, which usually ends in `/v1`"),
+        "{message}"
+    );
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn include_usage_asks_for_usage_and_the_done_event_reports_it() {
+    let upstream = Upstream::start(vec![Reply::answer(&["ok"])]).await;
+    let mut raw = config(&upstream.base_url);
+    raw.llm.include_usage = true;
+    let server = start(raw).await;
+
+    let events = chat(&server, ask()).await;
+
+    let done = last(&events);
+    assert_eq!(done.event, "done");
+    assert_eq!(
+        done.data["usage"],
+        json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
+    );
+    assert_eq!(
+        upstream.requests()[0]["stream_options"],
+        json!({"include_usage": true})
+    );
+}
+
+#[tokio::test]
+async fn without_include_usage_no_stream_options_are_sent() {
+    let upstream = Upstream::start(vec![Reply::answer(&["ok"])]).await;
+    let server = start(config(&upstream.base_url)).await;
+
+    chat(&server, ask()).await;
+
+    assert!(upstream.requests()[0].get("stream_options").is_none());
+}
+
+#[tokio::test]
+async fn a_408_and_a_409_are_retried() {
+    let upstream = Upstream::start(vec![
+        Reply::Status(408, vec![], "request timeout".into()),
+        Reply::Status(409, vec![], "conflict".into()),
+        Reply::answer(&["第三次"]),
+    ])
+    .await;
+    let server = start(config(&upstream.base_url)).await;
+
+    assert_eq!(answer(&chat(&server, ask()).await), "第三次");
+    assert_eq!(upstream.requests().len(), 3);
+}
+
+/// A malformed request fails the same everywhere: no retry, no fallback.
+#[tokio::test]
+async fn a_400_413_or_422_is_neither_retried_nor_sent_to_the_fallback() {
+    let rejected = |status| Reply::Status(status, vec![], r#"{"error":{"message":"bad"}}"#.into());
+    let down = || Reply::Status(500, vec![], "down".into());
+    let main = Upstream::start(vec![
+        rejected(400),
+        rejected(413),
+        rejected(422),
+        down(),
+        down(),
+        down(),
+    ])
+    .await;
+    let fallback = Upstream::start(vec![Reply::answer(&["备用"])]).await;
+    let mut raw = config(&main.base_url);
+    raw.llm.fallbacks = vec![RawFallback {
+        base_url: fallback.base_url.clone(),
+        api_key: None,
+        model: None,
+    }];
+    let server = start(raw).await;
+
+    for status in [400, 413, 422] {
+        let events = chat(&server, ask()).await;
+        assert_eq!(error_code(&events), "upstream_rejected");
+        let message = last(&events).data["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(&format!("HTTP {status}")), "{message}");
+    }
+    assert_eq!(main.requests().len(), 3, "one request each, no retry");
+    assert!(fallback.requests().is_empty(), "no fallback");
+
+    // The fallback is wired: a 500 that persists does reach it.
+    assert_eq!(answer(&chat(&server, ask()).await), "备用");
+    assert_eq!(main.requests().len(), 6);
 }

@@ -5,6 +5,7 @@
 
 pub mod embed_server;
 pub mod kb;
+pub mod logs;
 pub mod upstream;
 
 use std::time::Duration;

@@ -42,8 +42,17 @@ pub enum Reply {
     Stream(Vec<Step>),
     /// An HTTP error with headers and a body.
     Status(u16, Vec<(&'static str, String)>, String),
-    /// Never send the response head.
+    /// Never send the response head (counted as open until ragstream hangs up).
     Silent,
+    /// Any status, any headers, and a body played step by step.
+    Raw {
+        /// The HTTP status.
+        status: u16,
+        /// Response headers, by name.
+        headers: Vec<(String, String)>,
+        /// The body.
+        body: Vec<Step>,
+    },
 }
 
 impl Reply {
@@ -215,6 +224,11 @@ impl Upstream {
         self.shared.sent.load(Ordering::SeqCst)
     }
 
+    /// Replaces what is left of the script.
+    pub fn reset(&self, script: Vec<Reply>) {
+        *self.shared.script.lock().unwrap() = script.into();
+    }
+
     /// Waits until no stream is open, up to `limit`; true if they all closed.
     pub async fn wait_all_closed(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
@@ -226,6 +240,13 @@ impl Upstream {
         }
         self.open_streams() == 0
     }
+}
+
+/// Counts a response as open until it is dropped: a body when it ends or its
+/// client hangs up, a silent handler when hyper drops it with its connection.
+fn open(shared: &Shared) -> OpenGuard {
+    shared.open.fetch_add(1, Ordering::SeqCst);
+    OpenGuard(shared.open.clone())
 }
 
 /// Decrements the open-stream count when the response body is dropped.
@@ -243,7 +264,10 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     let reply = shared.script.lock().unwrap().pop_front();
     match reply {
         None => (StatusCode::INTERNAL_SERVER_ERROR, "script exhausted").into_response(),
-        Some(Reply::Silent) => std::future::pending().await,
+        Some(Reply::Silent) => {
+            let _guard = open(&shared);
+            std::future::pending().await
+        }
         Some(Reply::Status(code, headers, body)) => {
             let mut response = (StatusCode::from_u16(code).unwrap(), body).into_response();
             for (name, value) in headers {
@@ -251,39 +275,54 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             }
             response
         }
-        Some(Reply::Stream(steps)) => {
-            shared.open.fetch_add(1, Ordering::SeqCst);
-            let guard = OpenGuard(shared.open.clone());
-            let sent = shared.sent.clone();
-            let body = async_stream::stream! {
-                let _guard = guard;
-                for step in steps {
-                    match step {
-                        Step::Bytes(bytes) => {
-                            sent.fetch_add(bytes.len(), Ordering::SeqCst);
-                            yield Ok(Bytes::from(bytes));
-                        }
-                        Step::Repeat(bytes, times) => {
-                            for _ in 0..times {
-                                sent.fetch_add(bytes.len(), Ordering::SeqCst);
-                                yield Ok(bytes.clone());
-                            }
-                        }
-                        Step::Sleep(gap) => tokio::time::sleep(gap).await,
-                        Step::Hang => std::future::pending::<()>().await,
-                        Step::Drop => {
-                            // Let hyper flush what was written, as a real server would have.
-                            tokio::time::sleep(Duration::from_millis(30)).await;
-                            yield Err(std::io::Error::other("scripted drop"));
-                            return;
-                        }
+        Some(Reply::Raw {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut response = play(&shared, body);
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            for (name, value) in headers {
+                let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                response.headers_mut().append(name, value.parse().unwrap());
+            }
+            response
+        }
+        Some(Reply::Stream(steps)) => play(&shared, steps),
+    }
+}
+
+/// A 200 SSE response whose body plays `steps`.
+fn play(shared: &Shared, steps: Vec<Step>) -> Response {
+    let guard = open(shared);
+    let sent = shared.sent.clone();
+    let body = async_stream::stream! {
+        let _guard = guard;
+        for step in steps {
+            match step {
+                Step::Bytes(bytes) => {
+                    sent.fetch_add(bytes.len(), Ordering::SeqCst);
+                    yield Ok(Bytes::from(bytes));
+                }
+                Step::Repeat(bytes, times) => {
+                    for _ in 0..times {
+                        sent.fetch_add(bytes.len(), Ordering::SeqCst);
+                        yield Ok(bytes.clone());
                     }
                 }
-            };
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(body))
-                .unwrap()
+                Step::Sleep(gap) => tokio::time::sleep(gap).await,
+                Step::Hang => std::future::pending::<()>().await,
+                Step::Drop => {
+                    // Let hyper flush what was written, as a real server would have.
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    yield Err(std::io::Error::other("scripted drop"));
+                    return;
+                }
+            }
         }
-    }
+    };
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(body))
+        .unwrap()
 }

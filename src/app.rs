@@ -62,6 +62,7 @@ pub fn engine(config: &Config, store: &Store) -> Result<Arc<Engine>, Error> {
                 description: raw.description.clone(),
                 parameters: raw.parameters.clone(),
                 status_message: raw.status_message.clone(),
+                timeout: std::time::Duration::from_millis(raw.timeout_ms),
             };
             match raw.backend {
                 Backend::KnowledgeBase => Arc::new(KnowledgeBaseTool::new(

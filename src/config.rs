@@ -211,6 +211,13 @@ pub struct RawTool {
     /// What the client is told while the tool runs.
     #[serde(default = "default_status")]
     pub status_message: String,
+    /// Longest a call may run before the model is told it failed, ms.
+    #[serde(default = "default_tool_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_tool_timeout_ms() -> u64 {
+    10_000
 }
 
 fn empty_object_schema() -> Value {
@@ -440,6 +447,9 @@ impl RawConfig {
         if search.top_k == 0 {
             problems.push("kb.search.top_k must be at least 1".into());
         }
+        if self.kb.embeddings.query_timeout_ms == 0 {
+            problems.push("kb.embeddings.query_timeout_ms must be above 0".into());
+        }
         if self.kb.chunk.overlap >= self.kb.chunk.size {
             problems.push(format!(
                 "kb.chunk.overlap ({}) must be smaller than kb.chunk.size ({})",
@@ -472,6 +482,9 @@ impl RawConfig {
             }
             if self.tools[..n].iter().any(|t| t.name == tool.name) {
                 problems.push(format!("tools[{n}].name `{}` is used twice", tool.name));
+            }
+            if tool.timeout_ms == 0 {
+                problems.push(format!("tools[{n}].timeout_ms must be above 0"));
             }
             if tool.parameters.get("type").and_then(Value::as_str) != Some("object") {
                 problems.push(format!(
@@ -533,7 +546,8 @@ mod tests {
     fn every_problem_is_reported_at_once() {
         let err = lift(
             "[llm]\nbase_url = \"ftp://x\"\n[chat]\nmax_steps = 0\nanswer_mode = \"prompt_template\"\nanswer_prompt = \"hi\"\n\
-             [[tools]]\nname = \"bad name\"\ndescription = \"d\"\n[kb.chunk]\nsize = 10\noverlap = 20\n",
+             [[tools]]\nname = \"bad name\"\ndescription = \"d\"\ntimeout_ms = 0\n[kb.chunk]\nsize = 10\noverlap = 20\n\
+             [kb.embeddings]\nquery_timeout_ms = 0\n",
         )
         .unwrap_err()
         .to_string();
@@ -544,6 +558,8 @@ mod tests {
             "{background}",
             "bad name",
             "kb.chunk.overlap (20) must be smaller",
+            "tools[0].timeout_ms must be above 0",
+            "kb.embeddings.query_timeout_ms must be above 0",
         ] {
             assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
         }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ragstream::config::RawFallback;
+use ragstream::kb::config::Provider;
 use serde_json::json;
+use support::embed_server::EmbedServer;
 use support::logs::Logs;
 use support::upstream::{content, finish, frame};
 use support::{Reply, Step, Upstream, answer, chat, config, last, start};
@@ -633,4 +635,43 @@ async fn a_400_413_or_422_is_neither_retried_nor_sent_to_the_fallback() {
     // The fallback is wired: a 500 that persists does reach it.
     assert_eq!(answer(&chat(&server, ask()).await), "备用");
     assert_eq!(main.requests().len(), 6);
+}
+
+/// Issue 10: a hung tool hung the whole answer. Here the embeddings API hangs
+/// while the knowledge-base tool embeds the model's question, with a query
+/// budget longer than the tool's timeout.
+#[tokio::test]
+async fn a_hung_tool_ends_in_a_tool_error_that_the_model_answers_from() {
+    let embed = EmbedServer::start(64).await;
+    let upstream = Upstream::start(vec![
+        Reply::tool_call("c1", "autism_expert", &["{\"question\":\"自伤\"}"]),
+        Reply::answer(&["先保证安全"]),
+    ])
+    .await;
+    let mut raw = config(&upstream.base_url);
+    raw.kb.embeddings.provider = Provider::Openai;
+    raw.kb.embeddings.base_url = Some(embed.base_url());
+    raw.kb.embeddings.query_timeout_ms = 60_000;
+    raw.tools[0].timeout_ms = 300;
+    let server = start(raw).await;
+    embed.hang();
+
+    let events = chat(&server, ask()).await;
+
+    let result = events.iter().find(|e| e.event == "tool_result").unwrap();
+    let error = result.data["error"].as_str().unwrap();
+    assert!(
+        error.contains("tool `autism_expert` did not answer within 300 ms"),
+        "{error}"
+    );
+    assert_eq!(answer(&events), "先保证安全");
+    assert_eq!(last(&events).event, "done");
+    let requests = upstream.requests();
+    let told = requests[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .any(|c| c.contains("did not answer within 300 ms"));
+    assert!(told, "the model read the error: {:?}", requests[1]);
 }

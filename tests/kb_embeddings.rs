@@ -12,6 +12,7 @@ use ragstream::kb::{Error, Store};
 use serde_json::json;
 use support::embed_server::EmbedServer;
 use support::kb::{config, import, params, sample, write};
+use support::logs::Logs;
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "sk-test-secret-123";
@@ -182,14 +183,18 @@ async fn an_api_that_stays_down_fails_the_import_atomically() {
     let before = store.stats().unwrap();
 
     for _ in 0..5 {
-        server.push(500, json!({"error": {"message": "upstream down"}}));
+        server.push(
+            500,
+            json!({"error": {"message": format!("upstream down for key {KEY}")}}),
+        );
     }
     let err = import(&store, &[sample()]).await.unwrap_err().to_string();
     assert!(
         err.contains("500") && err.contains("gave up after 5 attempts"),
         "{err}"
     );
-    assert!(!err.contains(KEY));
+    assert!(err.contains("upstream down for key ***"), "{err}");
+    assert!(!err.contains(KEY), "{err}");
     assert_eq!(store.stats().unwrap(), before);
 }
 
@@ -198,17 +203,50 @@ async fn a_401_names_the_key_setting_without_leaking_it() {
     let server = EmbedServer::start(64).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_fast(&openai_config(dir.path(), &server)).unwrap();
+    // Providers echo the key they were sent (issue 10: this body used not to).
     server.push(
         401,
-        json!({"error": {"message": "Incorrect API key provided"}}),
+        json!({"error": {"message": format!("Incorrect API key provided: {KEY}")}}),
     );
     let err = import(&store, &[sample()]).await.unwrap_err().to_string();
     assert!(
         err.contains("401") && err.contains("check `embeddings.api_key`"),
         "{err}"
     );
+    assert!(err.contains("Incorrect API key provided: ***"), "{err}");
     assert!(!err.contains(KEY), "{err}");
     assert!(!format!("{store:?}").contains(KEY));
+}
+
+/// The body is cut at 300 characters for the message: a key across the cut
+/// must not leave its first half behind.
+#[tokio::test]
+async fn a_key_across_the_excerpt_cut_is_redacted_whole() {
+    let server = EmbedServer::start(64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_fast(&openai_config(dir.path(), &server)).unwrap();
+    let filler = "x".repeat(270);
+    server.push(400, json!({"error": format!("{filler} {KEY} {filler}")}));
+    let err = import(&store, &[sample()]).await.unwrap_err().to_string();
+    assert!(err.contains(" *** "), "{err}");
+    assert!(!err.contains("sk-test"), "{err}");
+}
+
+/// Issue 10: credentials in `embeddings.base_url` were printed with the URL.
+#[tokio::test]
+async fn credentials_in_the_embeddings_url_never_show() {
+    let server = EmbedServer::start(64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = openai_config(dir.path(), &server);
+    cfg.embeddings.base_url = Some(format!("http://kb:hunter2-pw@{}/v1", server.addr));
+    let store = open_fast(&cfg).unwrap();
+    server.push(403, json!({"error": "forbidden"}));
+    let err = import(&store, &[sample()]).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("http://***@{}/v1", server.addr)),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
 }
 
 #[tokio::test]
@@ -296,4 +334,63 @@ async fn search_falls_back_to_full_text_when_the_api_fails_at_query_time() {
         .unwrap();
     assert_eq!(hits[0].hit.id, "self-injury");
     assert_eq!(hits[0].vector_rank, None);
+}
+
+/// Issue 10: a question embedded at search time had the import's budget
+/// (4 retries of 60 s): a hung API stalled the user's question for minutes.
+/// Now it gets `query_timeout_ms` for one request and a retry, then full text.
+#[tokio::test]
+async fn a_hung_api_at_query_time_falls_back_to_full_text_within_the_query_budget() {
+    let (logs, _capture) = Logs::capture();
+    let server = EmbedServer::start(64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = openai_config(dir.path(), &server);
+    cfg.embeddings.timeout_secs = 1;
+    cfg.embeddings.query_timeout_ms = 300;
+    let store = open_fast(&cfg).unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    let imported = server.seen().len();
+    server.hang();
+
+    let hits = store
+        .search_detailed("孩子自伤怎么办", &params(3))
+        .await
+        .unwrap();
+
+    assert_eq!(hits[0].hit.id, "self-injury", "answered from full text");
+    assert_eq!(hits[0].vector_rank, None);
+    assert_eq!(
+        server.seen().len(),
+        imported + 1,
+        "one query request, cut off by the budget, not retried for minutes"
+    );
+    let logs = logs.text();
+    assert!(
+        logs.contains("query embedding failed; answering from full text only"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("within 300 ms (embeddings.query_timeout_ms)"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_api_at_query_time_is_retried_once_at_most() {
+    let server = EmbedServer::start(64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_fast(&openai_config(dir.path(), &server)).unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    let imported = server.seen().len();
+    for _ in 0..3 {
+        server.push(503, json!({"error": "down"}));
+    }
+
+    let hits = store
+        .search_detailed("孩子自伤怎么办", &params(3))
+        .await
+        .unwrap();
+
+    assert_eq!(hits[0].vector_rank, None, "answered from full text");
+    assert_eq!(server.seen().len(), imported + 2, "one try and one retry");
 }

@@ -120,6 +120,9 @@ pub struct EmbeddingsConfig {
     pub max_retries: u32,
     /// Per-request timeout, in seconds.
     pub timeout_secs: u64,
+    /// Budget for embedding a question at search time, retry included, in
+    /// milliseconds; past it the search answers from full text alone.
+    pub query_timeout_ms: u64,
 }
 
 impl Default for EmbeddingsConfig {
@@ -134,6 +137,7 @@ impl Default for EmbeddingsConfig {
             batch_size: 32,
             max_retries: 4,
             timeout_secs: 60,
+            query_timeout_ms: 2_000,
         }
     }
 }
@@ -150,6 +154,7 @@ impl fmt::Debug for EmbeddingsConfig {
             .field("batch_size", &self.batch_size)
             .field("max_retries", &self.max_retries)
             .field("timeout_secs", &self.timeout_secs)
+            .field("query_timeout_ms", &self.query_timeout_ms)
             .finish()
     }
 }

@@ -95,6 +95,7 @@ mod tests {
                 description: String::new(),
                 parameters: json!({}),
                 status_message: String::new(),
+                timeout: std::time::Duration::from_secs(10),
             },
             Arc::new(store),
             SearchParams::default(),

@@ -45,9 +45,20 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The call ran past the tool's `timeout_ms`.
+    #[error(
+        "tool `{name}` did not answer within {} ms; answer without its result",
+        .after.as_millis()
+    )]
+    TimedOut {
+        /// The tool called.
+        name: String,
+        /// The tool's timeout.
+        after: Duration,
+    },
 }
 
-/// How a tool is described to the model.
+/// How a tool is described to the model, and how long it may run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
     /// The function name the model calls.
@@ -58,6 +69,8 @@ pub struct Spec {
     pub parameters: Value,
     /// What the client is told while the tool runs.
     pub status_message: String,
+    /// Longest a call may run; then the model reads [`Error::TimedOut`].
+    pub timeout: Duration,
 }
 
 /// What a tool returns.
@@ -199,7 +212,17 @@ impl Registry {
                 });
             }
         };
-        tool.call(&arguments).await
+        // A hung backend must not hang the answer; dropping the call cancels
+        // what it awaits (work in a blocking thread runs to its end unseen).
+        let limit = tool.spec().timeout;
+        tokio::time::timeout(limit, tool.call(&arguments))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::TimedOut {
+                    name: call.name.clone(),
+                    after: limit,
+                })
+            })
     }
 }
 
@@ -230,13 +253,51 @@ mod tests {
         }
     }
 
-    fn registry() -> Registry {
-        Registry::new(vec![Arc::new(Echo(Spec {
-            name: "echo".into(),
+    /// A backend that never answers.
+    struct Hung(Spec);
+
+    #[async_trait]
+    impl Tool for Hung {
+        fn spec(&self) -> &Spec {
+            &self.0
+        }
+        async fn call(&self, _: &serde_json::Map<String, Value>) -> Result<Output, Error> {
+            std::future::pending().await
+        }
+    }
+
+    fn spec(name: &str) -> Spec {
+        Spec {
+            name: name.into(),
             description: "repeats".into(),
             parameters: json!({"type": "object"}),
             status_message: "echoing…".into(),
-        }))])
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn registry() -> Registry {
+        Registry::new(vec![
+            Arc::new(Echo(spec("echo"))),
+            Arc::new(Hung(spec("hung"))),
+        ])
+    }
+
+    /// Issue 10: a hung tool hung the whole answer.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_tool_ends_in_an_error_the_model_reads() {
+        let result = registry().run(call("hung", "{}")).await;
+        assert_eq!(
+            result.output,
+            Err(Error::TimedOut {
+                name: "hung".into(),
+                after: Duration::from_secs(10)
+            })
+        );
+        assert_eq!(
+            result.output.unwrap_err().to_string(),
+            "tool `hung` did not answer within 10000 ms; answer without its result"
+        );
     }
 
     fn call(name: &str, arguments: &str) -> ToolCall {
@@ -261,7 +322,7 @@ mod tests {
         let unknown = registry().run(call("nope", "{}")).await.output.unwrap_err();
         assert_eq!(
             unknown.to_string(),
-            "tool `nope` does not exist; available tools: echo"
+            "tool `nope` does not exist; available tools: echo, hung"
         );
         let broken = registry()
             .run(call("echo", r#"{"question": "#))

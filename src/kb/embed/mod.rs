@@ -4,6 +4,10 @@
 //! provider needs: batching, retries with exponential backoff on transient failures
 //! (timeouts, HTTP 429/5xx, MiniMax rate-limit codes), and checks that every vector
 //! has the same, expected size. Provider `none` has no [`Embeddings`] at all.
+//!
+//! A question embedded at search time has a budget of its own
+//! (`embeddings.query_timeout_ms`, one retry at most): a user is waiting, and
+//! the search answers from full text alone when the budget runs out.
 
 pub mod minimax;
 pub mod openai;
@@ -88,7 +92,12 @@ pub struct Embeddings {
     backoff: Duration,
     /// Expected vector size, if configured.
     dimensions: Option<usize>,
+    /// Budget for embedding one query, retry included.
+    query_timeout: Duration,
 }
+
+/// Retries of a query embedding: a user is waiting.
+const QUERY_RETRIES: u32 = 1;
 
 impl Embeddings {
     /// Builds the configured provider, or `None` for provider `none`.
@@ -113,6 +122,7 @@ impl Embeddings {
             max_retries: cfg.max_retries,
             backoff: Duration::from_millis(500),
             dimensions: cfg.dimensions,
+            query_timeout: Duration::from_millis(cfg.query_timeout_ms),
         }
     }
 
@@ -132,11 +142,20 @@ impl Embeddings {
         self.dimensions
     }
 
-    /// Embeds one query.
+    /// Embeds one query within `embeddings.query_timeout_ms`, retrying once
+    /// at most.
     pub async fn embed_query(&self, query: &str) -> Result<Vec<f32>, Error> {
-        let mut vectors = self
-            .embed(&[query.to_owned()], Purpose::Query, &|_| {})
-            .await?;
+        let texts = [query.to_owned()];
+        let retries = self.max_retries.min(QUERY_RETRIES);
+        let embedding = self.embed_with(&texts, Purpose::Query, retries, &|_| {});
+        let mut vectors = tokio::time::timeout(self.query_timeout, embedding)
+            .await
+            .map_err(|_| {
+                Error::Embedding(format!(
+                    "the question was not embedded within {} ms (embeddings.query_timeout_ms)",
+                    self.query_timeout.as_millis()
+                ))
+            })??;
         vectors
             .pop()
             .ok_or_else(|| Error::Embedding("the API returned no vector for the query".into()))
@@ -149,9 +168,21 @@ impl Embeddings {
         purpose: Purpose,
         progress: &(dyn Fn(usize) + Send + Sync),
     ) -> Result<Vec<Vec<f32>>, Error> {
+        self.embed_with(texts, purpose, self.max_retries, progress)
+            .await
+    }
+
+    /// [`Embeddings::embed`] with `retries` per batch.
+    async fn embed_with(
+        &self,
+        texts: &[String],
+        purpose: Purpose,
+        retries: u32,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<Vec<Vec<f32>>, Error> {
         let mut vectors = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.batch_size) {
-            let got = self.embed_with_retries(batch, purpose).await?;
+            let got = self.embed_with_retries(batch, purpose, retries).await?;
             if got.len() != batch.len() {
                 return Err(Error::Embedding(format!(
                     "model `{}` returned {} vectors for {} texts",
@@ -194,6 +225,7 @@ impl Embeddings {
         &self,
         batch: &[String],
         purpose: Purpose,
+        retries: u32,
     ) -> Result<Vec<Vec<f32>>, Error> {
         let mut attempt = 0;
         loop {
@@ -207,7 +239,7 @@ impl Embeddings {
                     retry_after,
                 }) => {
                     let message = redact(&message);
-                    if attempt >= self.max_retries {
+                    if attempt >= retries {
                         return Err(Error::Embedding(format!(
                             "{message} (gave up after {} attempts)",
                             attempt + 1

@@ -6,6 +6,8 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use ragstream::config::RawFallback;
 use ragstream::kb::config::Provider;
 use serde_json::json;
@@ -674,4 +676,120 @@ async fn a_hung_tool_ends_in_a_tool_error_that_the_model_answers_from() {
         .filter_map(|m| m["content"].as_str())
         .any(|c| c.contains("did not answer within 300 ms"));
     assert!(told, "the model read the error: {:?}", requests[1]);
+}
+
+/// One piece of a generated provider body.
+fn piece() -> impl Strategy<Value = Step> {
+    let json_chunk = prop_oneof![
+        "\\PC{0,12}".prop_map(|t| content(&t)),
+        "\\PC{0,12}".prop_map(|t| support::upstream::reasoning(&t)),
+        ("[a-z_]{0,10}", "[a-z0-9_-]{0,6}")
+            .prop_map(|(name, id)| support::upstream::tool_start(0, &id, &name)),
+        "\\PC{0,16}".prop_map(|a| support::upstream::tool_args(0, &a)),
+        "[a-z_]{0,8}".prop_map(|r| finish(&r)),
+        "\\PC{0,24}".prop_map(|m| json!({"error": {"message": m}})),
+    ];
+    prop_oneof![
+        6 => json_chunk.prop_map(|c| Step::Bytes(frame(&c.to_string()))),
+        2 => Just(Step::Bytes(frame("[DONE]"))),
+        2 => prop::collection::vec(any::<u8>(), 0..48).prop_map(Step::Bytes),
+        2 => "(data|event|id|:)?:? ?\\PC{0,24}(\n|\r|\r\n){0,2}".prop_map(|t| Step::Bytes(t.into_bytes())),
+        1 => Just(Step::Bytes(b": keep-alive\n\n".to_vec())),
+        1 => Just(Step::Drop),
+        1 => (1usize..40).prop_map(|ms| Step::Sleep(Duration::from_millis(ms as u64))),
+    ]
+}
+
+/// Headers a provider may send, with any printable value.
+fn header() -> impl Strategy<Value = (String, String)> {
+    let name = prop::sample::select(vec![
+        "retry-after",
+        "retry-after",
+        "content-type",
+        "x-request-id",
+        "content-encoding",
+        "cache-control",
+    ]);
+    let value = prop_oneof![
+        "[ -~]{0,24}",
+        prop::sample::select(vec![
+            "1e20",
+            "-1",
+            "NaN",
+            "inf",
+            "0.001",
+            "18446744073709551616",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+            "text/event-stream",
+            "application/json",
+            "gzip",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    (name.prop_map(str::to_owned), value).prop_map(|(n, v)| (n, v.trim().to_owned()))
+}
+
+fn provider_reply() -> impl Strategy<Value = Reply> {
+    let status = prop_oneof![6 => Just(200u16), 1 => 201u16..=299, 3 => 400u16..=599];
+    (
+        status,
+        prop::collection::vec(header(), 0..4),
+        prop::collection::vec(piece(), 0..12),
+    )
+        .prop_map(|(status, headers, body)| Reply::Raw {
+            status,
+            headers,
+            body,
+        })
+}
+
+/// Issue 10: whatever status, headers and bytes the provider answers with,
+/// the client's stream ends with exactly one final event, `done` or `error`,
+/// and nothing is left open upstream. Drives the real server over TCP.
+#[test]
+fn any_provider_reply_ends_the_stream_with_done_or_error() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (upstream, server) = runtime.block_on(async {
+        let upstream = Upstream::start(vec![]).await;
+        let mut raw = config(&upstream.base_url);
+        raw.llm.retries = 1;
+        raw.llm.backoff_ms = 1;
+        raw.llm.max_backoff_ms = 5;
+        let server = start(raw).await;
+        (upstream, server)
+    });
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 64,
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&provider_reply(), |reply| {
+        runtime.block_on(async {
+            // Retries and tool rounds get the same reply again.
+            upstream.reset(vec![reply.clone(), reply.clone(), reply]);
+            let events = chat(&server, ask()).await;
+            prop_assert!(!events.is_empty());
+            let finals: Vec<usize> = events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.event == "done" || e.event == "error")
+                .map(|(i, _)| i)
+                .collect();
+            prop_assert_eq!(
+                finals,
+                vec![events.len() - 1],
+                "one final event, last: {:?}",
+                events
+            );
+            prop_assert!(upstream.wait_all_closed(Duration::from_secs(2)).await);
+            Ok(())
+        })
+    });
+    if let Err(err) = result {
+        panic!("{err}");
+    }
 }

@@ -123,10 +123,9 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<i32> {
         Some(path) => println!("# config file: {}", path.display()),
         None => println!("# no config file: defaults and environment only"),
     }
-    println!(
-        "{}",
-        toml::to_string_pretty(&raw).context("rendering the config")?
-    );
+    // Keys print masked; URLs may carry credentials.
+    let rendered = toml::to_string_pretty(&raw).context("rendering the config")?;
+    println!("{}", crate::secret::redact(&rendered));
     match raw.lift() {
         Ok(config) => {
             for warning in &config.warnings {
@@ -136,7 +135,7 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<i32> {
             Ok(0)
         }
         Err(err) => {
-            println!("error: {err}");
+            println!("error: {}", crate::secret::redact(&err.to_string()));
             Ok(1)
         }
     }

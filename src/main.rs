@@ -18,7 +18,7 @@ async fn main() {
     let code = match ragstream::cli::run(cli).await {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", describe(&err));
+            eprintln!("error: {}", ragstream::secret::redact(&describe(&err)));
             2
         }
     };

@@ -278,12 +278,18 @@ async fn json_logs_carry_the_request_id_through_the_stream() {
 fn check_config_hides_credentials_in_urls() {
     let (_, stdout, _) = run(ragstream()
         .arg("check-config")
-        .env("OPENAI_BASE_URL", "https://team:hunter2-pw@llm.example.com/v1")
+        .env(
+            "OPENAI_BASE_URL",
+            "https://team:hunter2-pw@llm.example.com/v1",
+        )
         .env("RAGSTREAM_CHAT__MAX_STEPS", "0"));
     assert!(
         stdout.contains("base_url = \"https://***@llm.example.com/v1\""),
         "{stdout}"
     );
     assert!(stdout.contains("chat.max_steps"), "{stdout}");
-    assert!(!stdout.contains("hunter2"), "the password leaked:\n{stdout}");
+    assert!(
+        !stdout.contains("hunter2"),
+        "the password leaked:\n{stdout}"
+    );
 }

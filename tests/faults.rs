@@ -193,6 +193,10 @@ async fn a_silent_provider_is_retried_after_the_first_byte_timeout() {
     let server = start(raw).await;
 
     assert_eq!(answer(&chat(&server, ask()).await), "终于");
+    assert!(
+        upstream.wait_all_closed(Duration::from_secs(2)).await,
+        "the silent first attempt was hung up on, not leaked"
+    );
 }
 
 #[tokio::test]

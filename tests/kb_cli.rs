@@ -155,3 +155,28 @@ async fn an_empty_store_is_seeded_once_from_the_sample() {
             .is_none()
     );
 }
+
+/// Issue 10: an embeddings 401 that echoes the key printed it in `kb import`'s error.
+#[tokio::test]
+async fn import_never_prints_a_key_the_embeddings_api_echoes() {
+    const KEY: &str = "sk-kb-cli-secret-0042";
+    let server = support::embed_server::EmbedServer::start(16).await;
+    server.push(
+        401,
+        serde_json::json!({"error": {"message": format!("Incorrect API key provided: {KEY}")}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.embeddings.provider = ragstream::kb::config::Provider::Openai;
+    cfg.embeddings.base_url = Some(server.base_url());
+    cfg.embeddings.api_key = Some(KEY.into());
+    let sample = sample();
+
+    let err = kb(&cfg, &["import", "--quiet", sample.to_str().unwrap()])
+        .await
+        .unwrap_err();
+
+    let shown = format!("{err:#}");
+    assert!(shown.contains("Incorrect API key provided: ***"), "{shown}");
+    assert!(!shown.contains(KEY), "{shown}");
+}

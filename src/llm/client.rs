@@ -27,7 +27,7 @@ pub enum Error {
     /// No connection could be made.
     #[error("cannot reach the model provider at {url}: {reason}")]
     Connect {
-        /// The endpoint tried.
+        /// The endpoint tried, without credentials.
         url: String,
         /// What the network stack said.
         reason: String,

@@ -1,7 +1,7 @@
 //! Wires a validated [`Config`] into a running engine and server.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Backend, Config};
 use crate::engine::Engine;
 use crate::kb::{KnowledgeBase, Store};
+use crate::server::settings::Limits;
 use crate::server::{self, AppState};
 use crate::tools::knowledge_base::KnowledgeBaseTool;
 use crate::tools::{Registry, Spec, Tool};
@@ -30,9 +31,6 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// The server stopped with an I/O error.
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Opens the embedded knowledge base and seeds it with the sample when empty.
@@ -93,56 +91,116 @@ pub async fn bind(config: &Config) -> Result<TcpListener, Error> {
         })
 }
 
-/// Serves on `listener` until `shutdown` is cancelled: then stops accepting,
-/// lets running streams go on for `server.shutdown_grace_ms`, ends the rest
-/// with an error event, and returns.
+/// What `serve` needs once the knowledge base is open and the engine built.
+pub struct App {
+    /// Answers questions.
+    engine: Arc<Engine>,
+    /// The embedded knowledge base, for the hit-test endpoint.
+    store: Store,
+    /// Search parameters from the config.
+    search: crate::kb::SearchParams,
+    /// Request limits.
+    limits: Limits,
+    /// Configured tool names, for metrics that exist from the start.
+    tools: Vec<String>,
+}
+
+/// Opens the knowledge base and builds the engine: everything that can fail
+/// before the server binds and says it is listening.
+pub async fn prepare(config: &Config) -> Result<App, Error> {
+    let store = open_kb(config).await?;
+    Ok(App {
+        engine: engine(config, &store)?,
+        store,
+        search: config.kb.search_params(),
+        limits: config.limits,
+        tools: config.tools.iter().map(|t| t.name.clone()).collect(),
+    })
+}
+
+/// [`prepare`], then [`App::serve`].
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    use axum::serve::ListenerExt;
-    let metrics = crate::telemetry::install();
-    let upkeep = metrics.clone();
-    let upkeep_stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => upkeep.run_upkeep(),
-                () = upkeep_stop.cancelled() => break,
+    prepare(config).await?.serve(listener, shutdown).await
+}
+
+/// How long after the grace deadline draining waits for the streams that
+/// ended there to write their last event and let go of their slots.
+const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long after the grace deadline connections may take to close before
+/// the server stops anyway.
+const HARD_STOP_MARGIN: Duration = Duration::from_secs(5);
+
+impl App {
+    /// Serves on `listener` until `shutdown` is cancelled, then drains: new
+    /// connections are still accepted, `/readyz` answers 503 `draining` and
+    /// new questions 503 `shutting_down`, while running streams go on for up
+    /// to `server.shutdown_grace_ms` (those still running then end with an
+    /// error event). When the last stream has ended the server stops
+    /// accepting, closes idle connections and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        let metrics = crate::telemetry::install();
+        crate::telemetry::register(server::ENDPOINTS, &self.tools);
+        let upkeep = metrics.clone();
+        let upkeep_stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => upkeep.run_upkeep(),
+                    () = upkeep_stop.cancelled() => break,
+                }
             }
+        });
+        let limits = self.limits;
+        let streams = Arc::new(tokio::sync::Semaphore::new(limits.max_streams));
+        let state = AppState {
+            engine: self.engine,
+            store: self.store,
+            search: self.search,
+            limits,
+            streams: Arc::clone(&streams),
+            shutdown: shutdown.clone(),
+            grace: limits.shutdown_grace,
+            metrics,
+        };
+        let drained = {
+            let shutdown = shutdown.clone();
+            let every_slot = u32::try_from(limits.max_streams).unwrap_or(u32::MAX);
+            async move {
+                shutdown.cancelled().await;
+                // Holding every slot means no stream is running; none can
+                // start either, since new questions are refused while draining.
+                let all_ended = streams.acquire_many(every_slot);
+                if tokio::time::timeout(limits.shutdown_grace + DRAIN_MARGIN, all_ended)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("streams still running after the grace period");
+                }
+                tracing::info!("draining done; closing connections");
+            }
+        };
+        let server = server::listen::serve(listener, server::app(state), &limits, drained);
+        // Streams end themselves at the grace deadline; this bound covers
+        // connections that would still not close after that.
+        let hard_stop = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(limits.shutdown_grace + HARD_STOP_MARGIN).await;
+        };
+        tokio::select! {
+            () = server => {}
+            () = hard_stop => tracing::warn!("connections still open after the grace period; closing them"),
         }
-    });
-    let store = open_kb(config).await?;
-    let state = AppState {
-        engine: engine(config, &store)?,
-        store,
-        search: config.kb.search_params(),
-        limits: config.limits,
-        streams: Arc::new(tokio::sync::Semaphore::new(config.limits.max_streams)),
-        shutdown: shutdown.clone(),
-        grace: config.limits.shutdown_grace,
-        metrics,
-    };
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, server::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    // Streams end themselves at the grace deadline; this bound covers
-    // connections that would still not close after that.
-    let hard_stop = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(config.limits.shutdown_grace + std::time::Duration::from_secs(5)).await;
-    };
-    tokio::select! {
-        result = server => result.map_err(Error::Serve)?,
-        () = hard_stop => tracing::warn!("connections still open after the grace period; closing them"),
+        tracing::info!("server stopped");
+        Ok(())
     }
-    tracing::info!("server stopped");
-    Ok(())
 }

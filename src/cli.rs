@@ -88,11 +88,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             let config = raw.lift()?;
             warn_about(&config);
+            // Open the knowledge base first: "listening" means ready to answer.
+            let app = crate::app::prepare(&config).await?;
             let listener = crate::app::bind(&config).await?;
             let local = listener.local_addr().context("reading the bound address")?;
             tracing::info!(addr = %local, model = config.llm.as_ref().map(|l| l.model.as_str()).unwrap_or("none (retrieval only)"), "ragstream listening");
             eprintln!("ragstream listening on http://{local}");
-            crate::app::serve(&config, listener, crate::shutdown::on_signal()).await?;
+            app.serve(listener, crate::shutdown::on_signal()).await?;
             Ok(0)
         }
         Command::Ask { question } => ask(path, question).await,

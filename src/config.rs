@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::kb::KbConfig;
 use crate::llm::{Backoff, Dialect, Fallback, Secret, Settings};
+use crate::server::settings::{Limits, RawServer};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,37 +43,6 @@ pub struct RawConfig {
     pub tools: Vec<RawTool>,
     /// Knowledge base.
     pub kb: KbConfig,
-}
-
-/// `[server]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawServer {
-    /// Listen address.
-    pub addr: String,
-    /// Largest accepted request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Most messages in one request.
-    pub max_messages: usize,
-    /// Longest accepted message, in characters.
-    pub max_message_chars: usize,
-    /// Most answer streams open at once; more get a 503.
-    pub max_streams: usize,
-    /// How long running streams may go on after a shutdown signal, ms.
-    pub shutdown_grace_ms: u64,
-}
-
-impl Default for RawServer {
-    fn default() -> Self {
-        Self {
-            addr: "127.0.0.1:5328".into(),
-            max_body_bytes: 1024 * 1024,
-            max_messages: 100,
-            max_message_chars: 32_000,
-            max_streams: 2048,
-            shutdown_grace_ms: 10_000,
-        }
-    }
 }
 
 /// `[llm]`.
@@ -262,21 +232,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// Limits on requests.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest body, bytes.
-    pub max_body_bytes: usize,
-    /// Most messages.
-    pub max_messages: usize,
-    /// Longest message, characters.
-    pub max_message_chars: usize,
-    /// Most open answer streams.
-    pub max_streams: usize,
-    /// Grace period for running streams at shutdown.
-    pub shutdown_grace: Duration,
-}
-
 impl RawConfig {
     /// Loads defaults, then `file`, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, Error> {
@@ -313,13 +268,7 @@ impl RawConfig {
     pub fn lift(self) -> Result<Config, Error> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
-        let addr = self.server.addr.parse().unwrap_or_else(|_| {
-            problems.push(format!(
-                "server.addr `{}` is not an address like 127.0.0.1:5328",
-                self.server.addr
-            ));
-            SocketAddr::from(([127, 0, 0, 1], 5328))
-        });
+        let (addr, limits) = self.server.lift(&mut problems);
         let llm = self.lift_llm(&mut problems);
         if llm.is_none() {
             warnings.push(
@@ -331,21 +280,12 @@ impl RawConfig {
         self.check_chat(&mut problems);
         self.check_tools(&mut problems);
         self.check_kb(&mut problems);
-        if self.server.max_streams == 0 {
-            problems.push("server.max_streams must be at least 1".into());
-        }
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
         Ok(Config {
             addr,
-            limits: Limits {
-                max_body_bytes: self.server.max_body_bytes,
-                max_messages: self.server.max_messages,
-                max_message_chars: self.server.max_message_chars,
-                max_streams: self.server.max_streams,
-                shutdown_grace: Duration::from_millis(self.server.shutdown_grace_ms),
-            },
+            limits,
             llm,
             chat: self.chat.clone(),
             tools: self.tools.clone(),

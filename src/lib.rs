@@ -5,12 +5,14 @@
 //! - [`tools`]: configured tools the model may call.
 //! - [`kb`]: knowledge-base stores behind the [`kb::KnowledgeBase`] trait.
 //! - [`server`]: the HTTP routes and their wire formats.
+//! - [`error`]: the error codes shared by HTTP errors and `error` events.
 //! - [`config`], [`app`], [`cli`], [`shutdown`], [`telemetry`]: loading, wiring, commands, signals, metrics.
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod kb;
 pub mod llm;
 pub mod secret;

@@ -1,11 +1,15 @@
 //! Prometheus metrics through the `metrics` facade.
 //!
 //! Every name lives here. Nothing is recorded per chunk: streams record once
-//! at their first byte and once at their end.
+//! at their first byte and once at their end. Every series whose labels are
+//! known in advance is exported at zero from the start ([`register`]), so a
+//! rate or an alert works before the first request.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::Code;
 
 /// HTTP requests by `endpoint` and `status`.
 pub const REQUESTS: &str = "ragstream_http_requests_total";
@@ -23,6 +27,11 @@ pub const TOOL_CALLS: &str = "ragstream_tool_calls_total";
 pub const UPSTREAM_ERRORS: &str = "ragstream_upstream_errors_total";
 /// Knowledge-base search latency.
 pub const KB_SEARCH: &str = "ragstream_kb_search_seconds";
+
+/// Outcomes of `ragstream_streams_total`.
+pub const STREAM_OUTCOMES: &[&str] = &["done", "error", "cancelled", "shutdown"];
+/// Outcomes of `ragstream_tool_calls_total`.
+pub const TOOL_OUTCOMES: &[&str] = &["ok", "error"];
 
 /// Latency buckets in seconds, from 1 ms to 2 minutes.
 const BUCKETS: &[f64] = &[
@@ -69,4 +78,33 @@ fn describe() {
         metrics::Unit::Seconds,
         "knowledge-base search latency"
     );
+}
+
+/// Creates every series whose labels are known in advance, at zero: requests
+/// to each of `endpoints` with status 200, streams by outcome, tool calls of
+/// each of `tools` by outcome, upstream errors by kind, the gauge and the
+/// histograms. Registering a series twice is harmless.
+pub fn register(endpoints: &[&'static str], tools: &[String]) {
+    for &endpoint in endpoints {
+        metrics::counter!(REQUESTS, "endpoint" => endpoint, "status" => "200").increment(0);
+    }
+    metrics::gauge!(ACTIVE_STREAMS).increment(0.0);
+    for &outcome in STREAM_OUTCOMES {
+        metrics::counter!(STREAMS, "outcome" => outcome).increment(0);
+    }
+    for tool in tools {
+        for &outcome in TOOL_OUTCOMES {
+            metrics::counter!(TOOL_CALLS, "tool" => tool.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+    }
+    for code in Code::ALL
+        .iter()
+        .filter(|c| c.as_str().starts_with("upstream_"))
+    {
+        metrics::counter!(UPSTREAM_ERRORS, "kind" => code.as_str()).increment(0);
+    }
+    for histogram in [TIME_TO_FIRST_BYTE, STREAM_DURATION, KB_SEARCH] {
+        let _ = metrics::histogram!(histogram);
+    }
 }

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::error::Code;
 use crate::kb::Hit;
 use crate::llm::Usage;
 
@@ -100,7 +101,7 @@ pub enum Event {
     /// The answer failed; always the last event.
     Error {
         /// Stable machine-readable code.
-        code: &'static str,
+        code: Code,
         /// What happened, for humans.
         message: String,
     },

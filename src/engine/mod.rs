@@ -18,6 +18,7 @@ use tracing::Instrument;
 pub use event::{Event, Source, Stage};
 
 use crate::config::{AnswerMode, RawChat};
+use crate::error::Code;
 use crate::kb::{KnowledgeBase, SearchParams};
 use crate::llm::wire::{Request, WireFunction, WireToolCall};
 use crate::llm::{self, Dialect, Message, Role, ToolCall, Turn, TurnEvent, Usage};
@@ -131,7 +132,7 @@ impl Engine {
                         }
                         if last {
                             yield Event::Error {
-                                code: "step_limit",
+                                code: Code::StepLimit,
                                 message: format!(
                                     "the model still called tools after {} steps (chat.max_steps)",
                                     run.steps
@@ -162,7 +163,7 @@ impl Engine {
         let question = last_user_text(conversation).unwrap_or_default();
         let Some(kb) = &self.kb else {
             return vec![Event::Error {
-                code: "not_configured",
+                code: Code::NotConfigured,
                 message: "no language model and no knowledge base are configured".into(),
             }];
         };
@@ -176,7 +177,7 @@ impl Engine {
             Err(err) => {
                 tracing::error!(error = %err, "knowledge-base search failed");
                 events.push(Event::Error {
-                    code: "kb_error",
+                    code: Code::KbError,
                     message: format!("knowledge-base search failed: {err}"),
                 });
                 return events;
@@ -449,7 +450,7 @@ fn done(finish_reason: &str, usage: Option<Usage>, steps: u32) -> Event {
 }
 
 fn model_error(err: &llm::Error) -> Event {
-    tracing::warn!(code = err.code(), error = %err, "model call failed");
+    tracing::warn!(code = err.code().as_str(), error = %err, "model call failed");
     Event::Error {
         code: err.code(),
         message: err.to_string(),

@@ -20,6 +20,7 @@ use super::sse::Decoder;
 use super::turn::{Payload, Turn, TurnError, TurnEvent, TurnState, excerpt, parse_frame};
 use super::wire::Request;
 use crate::secret::redact;
+use crate::error::Code;
 
 /// Why a model turn failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,17 +62,17 @@ pub enum Error {
 
 impl Error {
     /// A stable code for clients and metrics.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::Connect { .. } => "upstream_unreachable",
-            Self::Status { status: 429, .. } => "upstream_rate_limited",
-            Self::Status { status, .. } if *status >= 500 => "upstream_unavailable",
-            Self::Status { .. } => "upstream_rejected",
-            Self::FirstByteTimeout(_) | Self::IdleTimeout(_) => "upstream_timeout",
-            Self::Interrupted(_) => "upstream_interrupted",
-            Self::Turn(TurnError::Provider(_)) => "upstream_error",
-            Self::Turn(_) => "upstream_protocol",
-            Self::Settings(_) => "config",
+            Self::Connect { .. } => Code::UpstreamUnreachable,
+            Self::Status { status: 429, .. } => Code::UpstreamRateLimited,
+            Self::Status { status, .. } if *status >= 500 => Code::UpstreamUnavailable,
+            Self::Status { .. } => Code::UpstreamRejected,
+            Self::FirstByteTimeout(_) | Self::IdleTimeout(_) => Code::UpstreamTimeout,
+            Self::Interrupted(_) => Code::UpstreamInterrupted,
+            Self::Turn(TurnError::Provider(_)) => Code::UpstreamError,
+            Self::Turn(_) => Code::UpstreamProtocol,
+            Self::Settings(_) => Code::Config,
         }
     }
 
@@ -215,7 +216,8 @@ impl Client {
                 Ok(stream) => return Ok(stream),
                 Err(err) => err,
             };
-            metrics::counter!(crate::telemetry::UPSTREAM_ERRORS, "kind" => err.code()).increment(1);
+            metrics::counter!(crate::telemetry::UPSTREAM_ERRORS, "kind" => err.code().as_str())
+                .increment(1);
             if !err.retryable() || attempt >= self.settings.retries {
                 return Err(err);
             }

@@ -1,10 +1,14 @@
-//! API errors: one JSON shape, `{"error":{"code":…,"message":…}}`.
+//! API errors: one JSON shape, `{"error":{"code":…,"message":…}}`, with the
+//! codes of [`crate::error::Code`].
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use super::limits::BodyTimeout;
+use crate::error::Code;
 
 /// An error answered before any stream starts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,28 +17,55 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable machine-readable code.
-    pub code: &'static str,
+    pub code: Code,
     /// What to fix, for humans.
     pub message: String,
+    /// The internal fault behind a 5xx, for the log only; never sent.
+    pub cause: Option<String>,
 }
 
+/// The internal fault behind a response, left in its extensions for the
+/// request middleware to log inside the request's span.
+#[derive(Debug, Clone)]
+pub struct Cause(pub String);
+
 impl ApiError {
-    /// A 400 with a code and a message.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             code,
             message: message.into(),
+            cause: None,
         }
     }
 
+    /// A 400 with a code and a message.
+    pub fn bad_request(code: Code, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
     /// A 503 that asks the client to retry.
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code,
-            message: message.into(),
-        }
+    pub fn unavailable(code: Code, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    /// A 413: the body is over `server.max_body_bytes`.
+    pub fn body_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::BodyTooLarge,
+            "the request body is larger than server.max_body_bytes allows",
+        )
+    }
+
+    /// A 408: the body stalled.
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            Code::RequestTimeout,
+            "the request body did not arrive within server.body_timeout_ms",
+        )
     }
 }
 
@@ -47,37 +78,59 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(Cause(cause));
+        }
         response
+    }
+}
+
+/// A knowledge-base failure is ragstream's fault: a 500 with a generic
+/// message; what went wrong goes to the log.
+impl From<crate::kb::Error> for ApiError {
+    fn from(err: crate::kb::Error) -> Self {
+        Self {
+            cause: Some(err.to_string()),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::KbError,
+                "the knowledge base failed; the server log has the details",
+            )
+        }
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::MissingJsonContentType(_) => Self {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                code: "unsupported_media_type",
-                message: "send the body as JSON with the header `Content-Type: application/json`"
-                    .into(),
-            },
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::UnsupportedMediaType,
+                "send the body as JSON with the header `Content-Type: application/json`",
+            ),
             JsonRejection::JsonSyntaxError(err) => Self::bad_request(
-                "invalid_json",
+                Code::InvalidJson,
                 format!("the body is not valid JSON: {}", err.body_text()),
             ),
             JsonRejection::JsonDataError(err) => Self::bad_request(
-                "invalid_body",
+                Code::InvalidBody,
                 format!("the body has the wrong shape: {}", err.body_text()),
             ),
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                code: "body_too_large",
-                message: "the request body is larger than server.max_body_bytes allows".into(),
-            },
-            other => Self {
-                status: other.status(),
-                code: "bad_body",
-                message: other.body_text(),
-            },
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::body_too_large(),
+            other if caused_by_timeout(&other) => Self::body_timeout(),
+            other => Self::new(other.status(), Code::BadBody, other.body_text()),
         }
     }
+}
+
+/// Whether the body read failed because [`BodyTimeout`] cut it off.
+fn caused_by_timeout(rejection: &JsonRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if err.is::<BodyTimeout>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }

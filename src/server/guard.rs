@@ -18,6 +18,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::engine::Event;
+use crate::error::Code;
 use crate::telemetry;
 
 pin_project! {
@@ -119,7 +120,7 @@ impl<S: Stream<Item = Event>> Stream for Guarded<S> {
                 this.span
                     .in_scope(|| tracing::error!("answer stream ended without a final event"));
                 return Poll::Ready(Some(Event::Error {
-                    code: "internal",
+                    code: Code::Internal,
                     message: "the answer ended unexpectedly".into(),
                 }));
             }
@@ -144,7 +145,7 @@ impl<S: Stream<Item = Event>> Stream for Guarded<S> {
                 *this.finished = true;
                 *this.outcome = "shutdown";
                 return Poll::Ready(Some(Event::Error {
-                    code: "shutting_down",
+                    code: Code::ShuttingDown,
                     message: "the server is shutting down; ask again in a moment".into(),
                 }));
             }

@@ -1,17 +1,21 @@
 //! The HTTP surfaces: axum routes over one shared [`Engine`].
 
+pub mod encode;
 pub mod error;
 pub mod guard;
+pub mod limits;
+pub mod listen;
 pub mod request;
+pub mod settings;
 pub mod sse;
-pub mod wire;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, State};
-use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::http::{Request, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,13 +28,17 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
-use crate::config::Limits;
 use crate::engine::{Engine, Event};
+use crate::error::Code;
 use crate::kb::{SearchParams, Store};
 use crate::telemetry;
-use error::ApiError;
+use encode::{Encoded, Encoder};
+use error::{ApiError, Cause};
 use guard::Guarded;
 use request::ChatBody;
+use settings::Limits;
+use sse::Sse;
+use text::PlainText;
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -58,9 +66,19 @@ pub struct AppState {
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct AppJson<T>(pub T);
 
+/// The routes, for metrics that exist before the first request.
+pub const ENDPOINTS: &[&str] = &[
+    "/api/chat",
+    "/api/python",
+    "/api/kb/search",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
 /// The router with every route and middleware.
 pub fn app(state: AppState) -> Router {
-    let request_id = header::HeaderName::from_static("x-request-id");
+    let request_id = header::HeaderName::from_static(limits::REQUEST_ID);
     Router::new()
         .route("/api/chat", post(chat))
         .route("/api/python", post(python))
@@ -68,10 +86,14 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(limits::not_found)
+        .method_not_allowed_fallback(limits::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.limits, limits::check))
         .layer(middleware::from_fn(observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(limits::bound_request_id))
         .with_state(state)
 }
 
@@ -80,8 +102,7 @@ async fn chat(
     State(app): State<AppState>,
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
-    let events = sse::EventStream::new(answer(&app, body).await?);
-    Ok(streaming("text/event-stream", Body::from_stream(events)))
+    stream(&app, body, Sse).await
 }
 
 /// `POST /api/python`: the classic contract, the answer as plain text chunks.
@@ -89,30 +110,16 @@ async fn python(
     State(app): State<AppState>,
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
-    let chunks = answer(&app, body)
-        .await?
-        .filter_map(|e| std::future::ready(wire::to_text(e)));
-    Ok(streaming(
-        "text/plain; charset=utf-8",
-        Body::from_stream(chunks),
-    ))
+    stream(&app, body, PlainText).await
 }
 
-/// A streaming response that caches and proxies must pass through as it comes.
-fn streaming(content_type: &'static str, body: Body) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            // nginx buffers responses unless told otherwise.
-            (
-                header::HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
+/// Starts the answer and streams it in `encoder`'s format.
+async fn stream<E: Encoder>(
+    app: &AppState,
+    body: ChatBody,
+    encoder: E,
+) -> Result<Response, ApiError> {
+    Ok(Encoded::new(answer(app, body).await?, encoder).into_response())
 }
 
 /// How long a handler waits for an answer's first event before it sends the
@@ -132,13 +139,13 @@ async fn answer(
     let conversation = body.into_conversation(&app.limits)?;
     if app.shutdown.is_cancelled() {
         return Err(ApiError::unavailable(
-            "shutting_down",
+            Code::ShuttingDown,
             "the server is shutting down; ask again in a moment",
         ));
     }
     let permit = Arc::clone(&app.streams).try_acquire_owned().map_err(|_| {
         ApiError::unavailable(
-            "overloaded",
+            Code::Overloaded,
             "too many answers are streaming right now (server.max_streams); retry in a moment",
         )
     })?;
@@ -167,34 +174,44 @@ pub struct KbQuery {
     min_score: Option<f32>,
 }
 
+/// The most hits `/api/kb/search` returns.
+const MAX_TOP_K: usize = 100;
+
 /// `GET /api/kb/search?q=…`: ranked hits with every score, for tuning.
 async fn kb_search(
     State(app): State<AppState>,
     query: Result<axum::extract::Query<KbQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let axum::extract::Query(query) =
-        query.map_err(|err| ApiError::bad_request("invalid_query", err.body_text()))?;
+        query.map_err(|err| ApiError::bad_request(Code::InvalidQuery, err.body_text()))?;
     let q = query.q.trim();
     if q.is_empty() {
         return Err(ApiError::bad_request(
-            "missing_query",
+            Code::MissingQuery,
             "add the question as `?q=…`",
         ));
     }
+    let top_k = query.top_k.unwrap_or(app.search.top_k);
+    if !(1..=MAX_TOP_K).contains(&top_k) {
+        return Err(ApiError::bad_request(
+            Code::InvalidQuery,
+            format!("top_k is {top_k}; it must be between 1 and {MAX_TOP_K}"),
+        ));
+    }
+    let min_score = query.min_score.unwrap_or(app.search.min_score);
+    if !(0.0..=1.0).contains(&min_score) {
+        return Err(ApiError::bad_request(
+            Code::InvalidQuery,
+            format!("min_score is {min_score}; it must be a number between 0 and 1"),
+        ));
+    }
     let params = SearchParams {
-        top_k: query.top_k.unwrap_or(app.search.top_k).clamp(1, 100),
-        min_score: query.min_score.unwrap_or(app.search.min_score),
+        top_k,
+        min_score,
         ..app.search
     };
     let started = std::time::Instant::now();
-    let hits = app.store.search_detailed(q, &params).await.map_err(|err| {
-        tracing::error!(error = %err, "knowledge-base search failed");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "kb_error",
-            message: err.to_string(),
-        }
-    })?;
+    let hits = app.store.search_detailed(q, &params).await?;
     Ok(Json(json!({
         "query": q,
         "top_k": params.top_k,
@@ -258,7 +275,7 @@ async fn observe(request: Request<Body>, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let id = request
         .headers()
-        .get("x-request-id")
+        .get(limits::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     let span = tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path());
@@ -266,6 +283,9 @@ async fn observe(request: Request<Body>, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.in_scope(|| {
+        if let Some(Cause(cause)) = response.extensions().get::<Cause>() {
+            tracing::error!(status, error = %cause, "request failed");
+        }
         tracing::info!(
             status,
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,

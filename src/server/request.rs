@@ -4,7 +4,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::config::Limits;
+use super::settings::Limits;
+use crate::error::Code;
 use crate::llm::{Message, Role};
 
 /// `{"messages":[…]}` or the classic `{"content":"…"}`. Other fields (a
@@ -36,13 +37,13 @@ impl ChatBody {
         let conversation = match (self.messages, self.content) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad_request(
-                    "ambiguous_body",
+                    Code::AmbiguousBody,
                     "send either `messages` or `content`, not both",
                 ));
             }
             (None, None) => {
                 return Err(ApiError::bad_request(
-                    "missing_content",
+                    Code::MissingContent,
                     "the body needs `content` (a question) or `messages` (a conversation)",
                 ));
             }
@@ -57,13 +58,13 @@ impl ChatBody {
         };
         if conversation.is_empty() {
             return Err(ApiError::bad_request(
-                "missing_content",
+                Code::MissingContent,
                 "`messages` is empty",
             ));
         }
         if conversation.len() > limits.max_messages {
             return Err(ApiError::bad_request(
-                "too_many_messages",
+                Code::TooManyMessages,
                 format!(
                     "{} messages sent, at most {} allowed (server.max_messages): drop older messages",
                     conversation.len(),
@@ -73,7 +74,7 @@ impl ChatBody {
         }
         if conversation.last().map(|m| m.role) != Some(Role::User) {
             return Err(ApiError::bad_request(
-                "invalid_role",
+                Code::InvalidRole,
                 "the last message must have role `user`",
             ));
         }
@@ -88,7 +89,7 @@ fn message(index: usize, message: InMessage, limits: &Limits) -> Result<Message,
         Some("assistant") => Role::Assistant,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid_role",
+                Code::InvalidRole,
                 format!(
                     "{field}.role is `{other}`; use `user` or `assistant` (the server sets the system prompt)"
                 ),
@@ -96,13 +97,13 @@ fn message(index: usize, message: InMessage, limits: &Limits) -> Result<Message,
         }
         None => {
             return Err(ApiError::bad_request(
-                "invalid_role",
+                Code::InvalidRole,
                 format!("{field}.role is missing"),
             ));
         }
     };
     let content = message.content.ok_or_else(|| {
-        ApiError::bad_request("missing_content", format!("{field}.content is missing"))
+        ApiError::bad_request(Code::MissingContent, format!("{field}.content is missing"))
     })?;
     Ok(Message::text(
         role,
@@ -114,20 +115,20 @@ fn message(index: usize, message: InMessage, limits: &Limits) -> Result<Message,
 fn text(value: Value, field: &str, limits: &Limits) -> Result<String, ApiError> {
     let Value::String(text) = value else {
         return Err(ApiError::bad_request(
-            "invalid_content",
+            Code::InvalidContent,
             format!("{field} must be a string"),
         ));
     };
     if text.trim().is_empty() {
         return Err(ApiError::bad_request(
-            "empty_content",
+            Code::EmptyContent,
             format!("{field} is empty"),
         ));
     }
     let chars = text.chars().count();
     if chars > limits.max_message_chars {
         return Err(ApiError::bad_request(
-            "message_too_long",
+            Code::MessageTooLong,
             format!(
                 "{field} has {chars} characters, at most {} allowed (server.max_message_chars)",
                 limits.max_message_chars
@@ -147,6 +148,8 @@ mod tests {
         max_message_chars: 10,
         max_streams: 1,
         shutdown_grace: std::time::Duration::ZERO,
+        header_timeout: std::time::Duration::from_secs(1),
+        body_timeout: std::time::Duration::from_secs(1),
     };
 
     fn check(body: &str) -> Result<Vec<Message>, ApiError> {
@@ -156,7 +159,7 @@ mod tests {
     }
 
     fn code(body: &str) -> &'static str {
-        check(body).unwrap_err().code
+        check(body).unwrap_err().code.as_str()
     }
 
     #[test]

@@ -152,3 +152,183 @@ async fn the_hit_test_endpoint_ranks_with_scores() {
     let (status, code, _) = error_of(missing).await;
     assert_eq!((status, code.as_str()), (400, "missing_query"));
 }
+
+/// Sends `request` as raw bytes over a fresh connection and reads until the
+/// server closes it. Issue 10, part 8: slow or lying clients.
+async fn raw_exchange(server: &support::Server, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.url.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tcp.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server held the connection open")
+    .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The JSON body of a raw HTTP/1.1 answer.
+fn json_body(answer: &str) -> Value {
+    let (_, body) = answer.split_once("\r\n\r\n").expect("a complete answer");
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {answer}"))
+}
+
+async fn server_with_timeouts() -> (Upstream, support::Server) {
+    let upstream = Upstream::start(vec![]).await;
+    let mut raw = config(&upstream.base_url);
+    raw.server.max_body_bytes = 4096;
+    raw.server.header_timeout_ms = 300;
+    raw.server.body_timeout_ms = 300;
+    let server = start(raw).await;
+    (upstream, server)
+}
+
+#[tokio::test]
+async fn half_sent_headers_do_not_hold_a_connection() {
+    let (_upstream, server) = server_with_timeouts().await;
+    let answer = raw_exchange(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    assert_eq!(answer, "", "the connection is closed without an answer");
+}
+
+#[tokio::test]
+async fn a_stalled_body_ends_with_a_json_408() {
+    let (upstream, server) = server_with_timeouts().await;
+    let answer = raw_exchange(
+        &server,
+        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"content\":",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let body = json_body(&answer);
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.body_timeout_ms")
+    );
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_content_length_is_refused_before_the_body_is_read() {
+    let (_upstream, server) = server_with_timeouts().await;
+    // The body never comes: only the declared length can be judged.
+    let answer = raw_exchange(
+        &server,
+        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(json_body(&answer)["error"]["code"], "body_too_large");
+}
+
+#[tokio::test]
+async fn unknown_paths_wrong_methods_and_long_targets_get_json_errors() {
+    let (_upstream, server) = server().await;
+    let missing = client()
+        .get(format!("{}/api/nothing", server.url))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_of(missing).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+    assert!(message.contains("/api/nothing"), "{message}");
+
+    let wrong = client()
+        .delete(format!("{}/api/chat", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.headers()["allow"], "POST");
+    let (status, code, _) = error_of(wrong).await;
+    assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
+
+    let long = client()
+        .get(format!(
+            "{}/api/kb/search?q={}",
+            server.url,
+            "a".repeat(9000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_of(long).await;
+    assert_eq!((status, code.as_str()), (414, "uri_too_long"));
+    assert!(message.contains("8192"), "{message}");
+}
+
+#[tokio::test]
+async fn the_hit_test_rejects_out_of_range_parameters_and_says_the_range() {
+    let (_upstream, server) = server().await;
+    let url = format!("{}/api/kb/search", server.url);
+    for (name, value, range) in [
+        ("top_k", "0", "between 1 and 100"),
+        ("top_k", "101", "between 1 and 100"),
+        ("min_score", "NaN", "between 0 and 1"),
+        ("min_score", "inf", "between 0 and 1"),
+        ("min_score", "-0.1", "between 0 and 1"),
+        ("min_score", "1.5", "between 0 and 1"),
+    ] {
+        let search = reqwest::Url::parse_with_params(&url, [("q", "自伤"), (name, value)]).unwrap();
+        let (status, code, message) = error_of(client().get(search).send().await.unwrap()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_query"),
+            "{name}={value}"
+        );
+        assert!(
+            message.contains(name) && message.contains(range),
+            "{name}={value}: {message}"
+        );
+    }
+    let fine = reqwest::Url::parse_with_params(
+        &url,
+        [("q", "自伤"), ("top_k", "100"), ("min_score", "0")],
+    )
+    .unwrap();
+    assert_eq!(client().get(fine).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn an_overlong_or_invisible_request_id_is_replaced_by_a_fresh_one() {
+    let (_upstream, server) = server().await;
+    let id_for = |given: String| {
+        let url = format!("{}/healthz", server.url);
+        async move {
+            let response = client()
+                .get(url)
+                .header("x-request-id", &given)
+                .send()
+                .await
+                .unwrap();
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let longest = "a".repeat(128);
+    assert_eq!(
+        id_for(longest.clone()).await,
+        longest,
+        "128 characters are kept"
+    );
+    for given in ["a".repeat(129), "two words".into(), "x".repeat(10_000)] {
+        let echoed = id_for(given.clone()).await;
+        assert_ne!(echoed, given);
+        assert!(
+            uuid_like(&echoed),
+            "a fresh UUID replaces `{}`: {echoed}",
+            &given[..given.len().min(20)]
+        );
+    }
+}
+
+fn uuid_like(id: &str) -> bool {
+    id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}

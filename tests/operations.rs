@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ragstream::config::RawFallback;
 use serde_json::{Value, json};
+use support::process::{self, Process};
 use support::upstream::content;
 use support::{Reply, Step, Upstream, answer, chat, config, last, start};
 
@@ -96,24 +97,32 @@ async fn shutdown_lets_streams_finish_within_the_grace_period_then_ends_them() {
         "the upstream request was cancelled"
     );
 
-    let refused = reqwest::Client::new()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await;
-    assert!(refused.is_err(), "no new connections after shutdown");
+    // Once the last stream has ended the server stops accepting.
+    let mut refused = false;
+    for _ in 0..200 {
+        let probe = reqwest::Client::new()
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await;
+        if probe.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "no new connections once draining is done");
 }
 
+/// Issue 10, parts 6 and 8: the drain is visible over HTTP/1.1, on a fresh
+/// connection, and this test fails if the probe's request fails.
 #[tokio::test]
 async fn readyz_reports_ready_then_draining() {
     let upstream = Upstream::start(vec![long_answer(1000, Duration::from_millis(20))]).await;
     let mut raw = config(&upstream.base_url);
-    raw.server.shutdown_grace_ms = 2_000;
+    raw.server.shutdown_grace_ms = 30_000;
     let server = start(raw).await;
-    let client = reqwest::Client::new();
 
-    let ready = client
-        .get(format!("{}/readyz", server.url))
-        .send()
+    let ready = reqwest::get(format!("{}/readyz", server.url))
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
@@ -122,57 +131,173 @@ async fn readyz_reports_ready_then_draining() {
         json!({"status": "ready", "kb": "ok"})
     );
 
-    // Keep a connection busy so the server stays up while draining.
+    // A running stream keeps the server draining.
     let mut stream = support::post(&server, "/api/chat", ask()).await;
     stream.chunk().await.unwrap();
-    let probe = reqwest::Client::new();
-    let before = probe
+    server.shutdown.cancel();
+
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let during = fresh()
         .get(format!("{}/readyz", server.url))
         .send()
         .await
-        .unwrap();
-    assert_eq!(before.status(), 200);
-    server.shutdown.cancel();
-    let during = probe.get(format!("{}/readyz", server.url)).send().await;
-    if let Ok(during) = during {
-        assert_eq!(
-            during.status(),
-            503,
-            "a kept-alive probe sees the server draining"
-        );
-    }
+        .expect("the server answers while it drains");
+    assert_eq!(during.status(), 503);
+    assert_eq!(
+        during.json::<Value>().await.unwrap(),
+        json!({"status": "draining"})
+    );
+
+    let question = fresh()
+        .post(format!("{}/api/chat", server.url))
+        .json(&ask())
+        .send()
+        .await
+        .expect("the server answers while it drains");
+    assert_eq!(question.status(), 503);
+    assert_eq!(question.headers()["retry-after"], "1");
+    let body: Value = question.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "shutting_down");
+
+    assert!(
+        stream.chunk().await.unwrap().is_some(),
+        "the running stream goes on"
+    );
 }
 
+/// The value of one series in Prometheus text, e.g. `name{a="b"}`.
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Issue 10, parts 6 and 8: a fresh process, so every value comes from this
+/// test alone; every series exists at zero before the first request.
 #[tokio::test]
-async fn metrics_count_requests_streams_tools_and_upstream_errors() {
+async fn metrics_start_at_zero_and_count_exactly_what_a_request_caused() {
     let upstream = Upstream::start(vec![
         Reply::Status(502, vec![], "bad gateway".into()),
         Reply::tool_call("c1", "autism_expert", &["{\"question\":\"自伤\"}"]),
         Reply::answer(&["好"]),
     ])
     .await;
-    let server = start(config(&upstream.base_url)).await;
+    let server = Process::start(process::serve(&upstream.base_url)).await;
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
 
-    chat(&server, ask()).await;
-    let text = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
+    let before = scrape().await;
+    for series in [
+        "ragstream_http_requests_total{endpoint=\"/api/chat\",status=\"200\"}",
+        "ragstream_http_requests_total{endpoint=\"/api/python\",status=\"200\"}",
+        "ragstream_active_streams",
+        "ragstream_streams_total{outcome=\"done\"}",
+        "ragstream_streams_total{outcome=\"error\"}",
+        "ragstream_streams_total{outcome=\"cancelled\"}",
+        "ragstream_streams_total{outcome=\"shutdown\"}",
+        "ragstream_tool_calls_total{tool=\"autism_expert\",outcome=\"ok\"}",
+        "ragstream_tool_calls_total{tool=\"autism_expert\",outcome=\"error\"}",
+        "ragstream_upstream_errors_total{kind=\"upstream_unavailable\"}",
+        "ragstream_upstream_errors_total{kind=\"upstream_timeout\"}",
+        "ragstream_time_to_first_byte_seconds_count",
+        "ragstream_stream_duration_seconds_count",
+        "ragstream_kb_search_seconds_count",
+    ] {
+        assert_eq!(value(&before, series), 0.0, "{series} before any request");
+    }
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/chat", server.url))
+        .json(&ask())
+        .send()
         .await
         .unwrap();
+    let events = support::read_events(response).await;
+    assert_eq!(answer(&events), "好");
+    let after = scrape().await;
 
-    for expected in [
-        "ragstream_http_requests_total{endpoint=\"/api/chat\",status=\"200\"}",
-        "ragstream_streams_total{outcome=\"done\"}",
-        "ragstream_active_streams",
-        "ragstream_time_to_first_byte_seconds_bucket",
-        "ragstream_stream_duration_seconds_bucket",
-        "ragstream_tool_calls_total{tool=\"autism_expert\",outcome=\"ok\"}",
-        "ragstream_upstream_errors_total{kind=\"upstream_unavailable\"}",
-        "ragstream_kb_search_seconds_bucket",
+    for (series, expected) in [
+        (
+            "ragstream_http_requests_total{endpoint=\"/api/chat\",status=\"200\"}",
+            1.0,
+        ),
+        (
+            "ragstream_http_requests_total{endpoint=\"/metrics\",status=\"200\"}",
+            1.0,
+        ),
+        ("ragstream_active_streams", 0.0),
+        ("ragstream_streams_total{outcome=\"done\"}", 1.0),
+        ("ragstream_streams_total{outcome=\"error\"}", 0.0),
+        (
+            "ragstream_tool_calls_total{tool=\"autism_expert\",outcome=\"ok\"}",
+            1.0,
+        ),
+        (
+            "ragstream_upstream_errors_total{kind=\"upstream_unavailable\"}",
+            1.0,
+        ),
+        ("ragstream_time_to_first_byte_seconds_count", 1.0),
+        ("ragstream_stream_duration_seconds_count", 1.0),
+        ("ragstream_kb_search_seconds_count", 1.0),
     ] {
-        assert!(text.contains(expected), "missing {expected} in\n{text}");
+        assert_eq!(value(&after, series), expected, "{series}");
     }
+}
+
+/// Issue 10, part 8: the first SIGTERM drains, the second exits at once.
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once_with_a_failure_status() {
+    let upstream = Upstream::start(vec![long_answer(100_000, Duration::from_millis(20))]).await;
+    let mut command = process::serve(&upstream.base_url);
+    command.env("RAGSTREAM_SERVER__SHUTDOWN_GRACE_MS", "600000");
+    let mut server = Process::start(command).await;
+    let mut stream = reqwest::Client::new()
+        .post(format!("{}/api/chat", server.url))
+        .json(&ask())
+        .send()
+        .await
+        .unwrap();
+    stream.chunk().await.unwrap();
+
+    server.terminate();
+    let draining = reqwest::get(format!("{}/readyz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(draining.status(), 503, "the first signal starts the drain");
+    server.terminate();
+
+    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .expect("a second SIGTERM ends the process without waiting for the 10-minute grace")
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "128 + SIGTERM");
+}
+
+/// Issue 10, part 8: "listening" means the knowledge base is open.
+#[tokio::test]
+async fn serve_opens_the_knowledge_base_before_it_says_listening() {
+    let not_a_dir = tempfile::NamedTempFile::new().unwrap();
+    let mut command = process::serve("http://127.0.0.1:9/v1");
+    command.env("RAGSTREAM_KB__DATA_DIR", not_a_dir.path());
+    let output = command.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
 }
 
 #[tokio::test]

@@ -134,3 +134,23 @@ fn caused_by_timeout(rejection: &JsonRejection) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_knowledge_base_failure_is_a_500_that_keeps_its_cause_for_the_log() {
+        let err = ApiError::from(crate::kb::Error::Embedding(
+            "401 from https://embed.internal/v1: bad key".into(),
+        ));
+        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.code, Code::KbError);
+        assert!(!err.message.contains("embed.internal"), "{}", err.message);
+        let response = err.into_response();
+        let Some(Cause(cause)) = response.extensions().get::<Cause>() else {
+            panic!("the cause is left for the request log");
+        };
+        assert!(cause.contains("embed.internal"), "{cause}");
+    }
+}

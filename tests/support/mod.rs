@@ -6,6 +6,7 @@
 pub mod embed_server;
 pub mod kb;
 pub mod logs;
+pub mod process;
 pub mod upstream;
 
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! codes of [`crate::error::Code`].
 
 use axum::Json;
+use axum::extract::Request;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -83,6 +84,32 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// `404 not_found` for a path no route has.
+pub async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        format!(
+            "no endpoint at {}; see docs/protocol.md",
+            request.uri().path()
+        ),
+    )
+}
+
+/// `405 method_not_allowed` for a route asked with the wrong method (axum
+/// adds the `Allow` header).
+pub async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::MethodNotAllowed,
+        format!(
+            "{} does not accept {}; the Allow header lists what it does",
+            request.uri().path(),
+            request.method()
+        ),
+    )
 }
 
 /// A knowledge-base failure is ragstream's fault: a 500 with a generic

@@ -77,32 +77,6 @@ pub async fn bound_request_id(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// `404 not_found` for a path no route has.
-pub async fn not_found(request: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        Code::NotFound,
-        format!(
-            "no endpoint at {}; see docs/protocol.md",
-            request.uri().path()
-        ),
-    )
-}
-
-/// `405 method_not_allowed` for a route asked with the wrong method (axum
-/// adds the `Allow` header).
-pub async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        Code::MethodNotAllowed,
-        format!(
-            "{} does not accept {}; the Allow header lists what it does",
-            request.uri().path(),
-            request.method()
-        ),
-    )
-}
-
 /// The body did not arrive within `server.body_timeout_ms`.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive in time")]

@@ -195,6 +195,14 @@ async fn half_sent_headers_do_not_hold_a_connection() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let (_upstream, server) = server_with_timeouts().await;
+    let answer = raw_exchange(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(json_body(&answer)["status"], "ok");
+}
+
+#[tokio::test]
 async fn a_stalled_body_ends_with_a_json_408() {
     let (upstream, server) = server_with_timeouts().await;
     let answer = raw_exchange(

@@ -134,7 +134,21 @@ async fn readyz_reports_ready_then_draining() {
     // A running stream keeps the server draining.
     let mut stream = support::post(&server, "/api/chat", ask()).await;
     stream.chunk().await.unwrap();
+    let kept_alive = reqwest::Client::new();
+    let before = kept_alive
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), 200);
     server.shutdown.cancel();
+
+    let again = kept_alive
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .expect("a kept-alive connection is still served while draining");
+    assert_eq!(again.status(), 503);
 
     let fresh = || {
         reqwest::Client::builder()
@@ -163,6 +177,13 @@ async fn readyz_reports_ready_then_draining() {
     assert_eq!(question.headers()["retry-after"], "1");
     let body: Value = question.json().await.unwrap();
     assert_eq!(body["error"]["code"], "shutting_down");
+
+    let alive = fresh()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alive.status(), 200, "liveness is unaffected by the drain");
 
     assert!(
         stream.chunk().await.unwrap().is_some(),

@@ -19,8 +19,8 @@ use super::settings::{Secret, Settings};
 use super::sse::Decoder;
 use super::turn::{Payload, Turn, TurnError, TurnEvent, TurnState, excerpt, parse_frame};
 use super::wire::Request;
-use crate::secret::redact;
 use crate::error::Code;
+use crate::secret::redact;
 
 /// Why a model turn failed.
 #[derive(Debug, thiserror::Error)]

@@ -117,7 +117,7 @@ pub async fn method_not_allowed(request: Request) -> ApiError {
 impl From<crate::kb::Error> for ApiError {
     fn from(err: crate::kb::Error) -> Self {
         Self {
-            cause: Some(err.to_string()),
+            cause: Some(crate::secret::redact(&err.to_string()).into_owned()),
             ..Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Code::KbError,

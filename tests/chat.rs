@@ -464,3 +464,147 @@ async fn the_classic_endpoint_streams_the_answer_text_alone() {
     );
     assert_eq!(response.text().await.unwrap(), "第一句。第二句。");
 }
+
+/// A knowledge base of three question/answer pairs that all match 孩子…怎么办,
+/// each answer 150 characters long.
+fn long_answers_kb(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("long.jsonl");
+    let rows: String = [
+        ("long-a", "孩子自伤怎么办？", "甲"),
+        ("long-b", "孩子自伤了怎么办？", "乙"),
+        ("long-c", "孩子总是自伤怎么办？", "丙"),
+    ]
+    .iter()
+    .map(|(id, q, fill)| {
+        format!(
+            "{}\n",
+            json!({"id": id, "question": q, "answer": fill.repeat(150), "source": "long"})
+        )
+    })
+    .collect();
+    std::fs::write(&path, rows).unwrap();
+    path
+}
+
+/// The `[n]` numbers and ids of the hits in a tool message, in order.
+fn shown_hits(text: &str) -> Vec<(u64, String)> {
+    let mut shown = Vec::new();
+    let mut number = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('[') {
+            number = rest.split(']').next().and_then(|n| n.parse().ok());
+        }
+        if let (Some(n), Some(rest)) = (number, line.split(", id: ").nth(1)) {
+            shown.push((n, rest.split(',').next().unwrap().to_owned()));
+            number = None;
+        }
+    }
+    shown
+}
+
+/// The `(n, id)` of every source in every `sources` event.
+fn listed_sources(events: &[support::Sse]) -> Vec<(u64, String)> {
+    events
+        .iter()
+        .filter(|e| e.event == "sources")
+        .flat_map(|e| e.data["sources"].as_array().unwrap().clone())
+        .map(|s| {
+            (
+                s["n"].as_u64().unwrap(),
+                s["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The text of every tool message the model received in request `n`.
+fn tool_texts(upstream: &Upstream, n: usize) -> Vec<String> {
+    upstream.requests()[n]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// Issue 10, part 1: sources are exactly what the model saw, and it sees whole answers.
+#[tokio::test]
+async fn sources_are_exactly_the_whole_answers_the_model_was_shown() {
+    let upstream = Upstream::start(vec![
+        Reply::tool_call(
+            "call_1",
+            "autism_expert",
+            &["{\"question\":\"孩子自伤怎么办\"}"],
+        ),
+        Reply::answer(&["好"]),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = config(&upstream.base_url);
+    raw.kb.sample = long_answers_kb(dir.path());
+    raw.kb.search.min_score = 0.0;
+    // Room for one whole hit (about 160 characters) and half of the next.
+    raw.kb.search.max_context_chars = 250;
+    let server = start(raw).await;
+
+    let events = chat(&server, ask()).await;
+
+    let texts = tool_texts(&upstream, 1);
+    let shown = shown_hits(&texts[0]);
+    assert_eq!(shown.len(), 1, "one whole hit fits: {}", texts[0]);
+    assert!(
+        texts[0].contains(&"甲".repeat(150)) || texts[0].contains(&"乙".repeat(150)),
+        "the answer is whole: {}",
+        texts[0]
+    );
+    assert!(!texts[0].contains('…'), "no fragment: {}", texts[0]);
+    assert_eq!(
+        listed_sources(&events),
+        shown,
+        "sources are what the model saw"
+    );
+    let result = events.iter().find(|e| e.event == "tool_result").unwrap();
+    assert_eq!(result.data["hits"], 1);
+}
+
+// Issue 10, part 1: numbering runs on across parallel calls and across steps.
+#[tokio::test]
+async fn sources_are_numbered_as_the_model_saw_them_across_calls_and_steps() {
+    let upstream = Upstream::start(vec![
+        Reply::fixture("parallel_tool_calls.sse", 64),
+        Reply::tool_call(
+            "call_c",
+            "autism_expert",
+            &["{\"question\":\"孩子总是自伤怎么办\"}"],
+        ),
+        Reply::answer(&["好"]),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = config(&upstream.base_url);
+    raw.kb.sample = long_answers_kb(dir.path());
+    raw.kb.search.min_score = 0.0;
+    raw.kb.search.max_context_chars = 340;
+    let server = start(raw).await;
+
+    let events = chat(&server, ask()).await;
+
+    assert_eq!(last(&events).event, "done", "{events:?}");
+    let seen: Vec<(u64, String)> = tool_texts(&upstream, 2)
+        .iter()
+        .flat_map(|text| shown_hits(text))
+        .collect();
+    let numbers: Vec<u64> = seen.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, (1..=seen.len() as u64).collect::<Vec<_>>());
+    assert!(
+        seen.len() >= 3,
+        "three calls each showed something: {seen:?}"
+    );
+    assert_eq!(listed_sources(&events), seen);
+    assert_eq!(
+        tool_texts(&upstream, 1),
+        tool_texts(&upstream, 2)[..2],
+        "the first round is sent again unchanged"
+    );
+}

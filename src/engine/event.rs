@@ -91,7 +91,7 @@ pub enum Event {
         name: String,
         /// The error the model was shown, if the call failed.
         error: Option<String>,
-        /// Hits returned (0 for text tools).
+        /// Hits shown to the model (0 for text tools and errors).
         hits: usize,
         /// Run time in milliseconds.
         elapsed_ms: u64,

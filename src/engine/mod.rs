@@ -149,7 +149,7 @@ impl Engine {
                         }
                         let calls = turn.tool_calls.iter().cloned().map(|c| engine.tools.run(c));
                         let results = join_all(calls).instrument(span.clone()).await;
-                        for event in run.absorb(turn, &results) {
+                        for event in run.absorb(turn, results) {
                             yield event;
                         }
                     }
@@ -319,31 +319,40 @@ impl<'a> Run<'a> {
     }
 
     /// Records tool results: events for the client, messages for the model.
-    fn absorb(&mut self, turn: Turn, results: &[CallResult]) -> Vec<Event> {
+    ///
+    /// The context budget picks the hits each result shows the model
+    /// ([`prompt::fit`]); exactly those are numbered, rendered and listed in
+    /// `sources`, continuing the numbering of earlier calls and steps.
+    fn absorb(&mut self, turn: Turn, results: Vec<CallResult>) -> Vec<Event> {
         let budget = self.engine.search.max_context_chars;
         let mut events = Vec::with_capacity(results.len() + 2);
         let mut sources = Vec::new();
-        let mut rendered = Vec::with_capacity(results.len());
+        let mut shown = Vec::with_capacity(results.len());
         for result in results {
             let first = self.sources_seen + 1;
-            rendered.push(prompt::render_result(result, first, budget));
-            let hits = match &result.output {
-                Ok(Output::Hits(hits)) => hits.as_slice(),
-                _ => &[],
+            let elapsed_ms = result.elapsed.as_millis() as u64;
+            let (content, hits, error) = match result.output {
+                Ok(Output::Text(text)) => (text, 0, None),
+                Ok(Output::Hits(hits)) => {
+                    let hits = prompt::fit(hits, budget);
+                    sources.extend(
+                        hits.iter()
+                            .enumerate()
+                            .map(|(i, hit)| Source::from_hit(first + i, hit)),
+                    );
+                    self.sources_seen += hits.len();
+                    (prompt::render_hits(&hits, first), hits.len(), None)
+                }
+                Err(err) => (format!("error: {err}"), 0, Some(err.to_string())),
             };
-            sources.extend(
-                hits.iter()
-                    .enumerate()
-                    .map(|(i, hit)| Source::from_hit(first + i, hit)),
-            );
-            self.sources_seen += hits.len();
             events.push(Event::ToolResult {
                 id: result.call.id.clone(),
                 name: result.call.name.clone(),
-                error: result.output.as_ref().err().map(ToString::to_string),
-                hits: hits.len(),
-                elapsed_ms: result.elapsed.as_millis() as u64,
+                error,
+                hits,
+                elapsed_ms,
             });
+            shown.push((result.call, content));
         }
         if !sources.is_empty() {
             events.push(Event::Sources(sources));
@@ -355,11 +364,15 @@ impl<'a> Run<'a> {
         });
         self.answering = true;
         match self.engine.chat.answer_mode {
-            AnswerMode::ToolMessage => self.append_tool_exchange(turn, results, rendered),
+            AnswerMode::ToolMessage => self.append_tool_exchange(turn, shown),
             AnswerMode::PromptTemplate => {
                 let question =
                     model_question(&turn.tool_calls).unwrap_or_else(|| self.question.clone());
-                let background = rendered.join("\n\n");
+                let background = shown
+                    .iter()
+                    .map(|(_, content)| content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n\n");
                 let prompt =
                     prompt::fill_template(&self.engine.chat.answer_prompt, &question, &background);
                 self.messages.retain(|m| m.role == Role::System);
@@ -371,7 +384,7 @@ impl<'a> Run<'a> {
     }
 
     /// Appends the assistant's tool calls and one result message per call.
-    fn append_tool_exchange(&mut self, turn: Turn, results: &[CallResult], rendered: Vec<String>) {
+    fn append_tool_exchange(&mut self, turn: Turn, shown: Vec<(ToolCall, String)>) {
         let mut assistant = Message::text(Role::Assistant, turn.content);
         if assistant.content.as_deref() == Some("") {
             assistant.content = None;
@@ -382,23 +395,23 @@ impl<'a> Run<'a> {
             Dialect::Tools => {
                 assistant.tool_calls = turn.tool_calls.iter().map(wire_call).collect();
                 self.messages.push(assistant);
-                for (result, content) in results.iter().zip(rendered) {
+                for (call, content) in shown {
                     let mut message = Message::text(Role::Tool, content);
-                    message.tool_call_id = Some(result.call.id.clone());
+                    message.tool_call_id = Some(call.id);
                     self.messages.push(message);
                 }
             }
             Dialect::Functions => {
                 // The legacy form has one call per turn; the accumulator made it so.
-                for (result, content) in results.iter().zip(rendered) {
-                    let mut call = assistant.clone();
-                    call.function_call = Some(WireFunction {
-                        name: result.call.name.clone(),
-                        arguments: result.call.arguments.clone(),
+                for (call, content) in shown {
+                    let mut turn = assistant.clone();
+                    turn.function_call = Some(WireFunction {
+                        name: call.name.clone(),
+                        arguments: call.arguments,
                     });
-                    self.messages.push(call);
+                    self.messages.push(turn);
                     let mut message = Message::text(Role::Function, content);
-                    message.name = Some(result.call.name.clone());
+                    message.name = Some(call.name);
                     self.messages.push(message);
                 }
             }

@@ -1,49 +1,70 @@
 //! Text the engine writes for the model: rendered sources and the answer prompt.
 
-use crate::kb::Hit;
-use crate::tools::CallResult;
-use crate::tools::Output;
+use std::fmt::Write;
 
-/// Renders numbered hits within a character budget. Question/answer documents
-/// show the matched question and its whole answer, so the model never works
-/// from a fragment.
-pub fn render_hits(hits: &[Hit], first_number: usize, budget: usize) -> String {
+use crate::kb::Hit;
+
+/// The hits the model is shown, within a budget of `max_chars` characters of
+/// titles and answers/texts (`kb.search.max_context_chars`, per search).
+///
+/// Hits are whole: they are kept best first while they fit, and the first
+/// one that does not fit is dropped with every hit after it. One exception:
+/// a best hit longer than the whole budget is cut to it (ending in `…`), so a
+/// search that found something never shows the model nothing.
+pub fn fit(mut hits: Vec<Hit>, max_chars: usize) -> Vec<Hit> {
+    let mut used = 0;
+    let keep = hits
+        .iter()
+        .take_while(|hit| {
+            used += cost(hit);
+            used <= max_chars
+        })
+        .count();
+    if keep == 0 {
+        if let Some(best) = hits.first_mut() {
+            let room = max_chars.saturating_sub(best.title.chars().count());
+            let body = match &mut best.answer {
+                Some(answer) => answer,
+                None => &mut best.text,
+            };
+            let cut: String = body.chars().take(room.saturating_sub(1)).collect();
+            *body = format!("{cut}…");
+        }
+        hits.truncate(1);
+    } else {
+        hits.truncate(keep);
+    }
+    hits
+}
+
+/// What a hit costs of the budget: its title and its answer (or text).
+fn cost(hit: &Hit) -> usize {
+    hit.title.chars().count() + hit.answer.as_deref().unwrap_or(&hit.text).chars().count()
+}
+
+/// Renders hits numbered from `first_number`. Question/answer documents show
+/// the matched question and its answer.
+pub fn render_hits(hits: &[Hit], first_number: usize) -> String {
     if hits.is_empty() {
         return "No relevant documents were found in the knowledge base.".to_owned();
     }
     let mut out = String::new();
     for (offset, hit) in hits.iter().enumerate() {
-        let mut entry = match &hit.answer {
-            Some(answer) => format!(
-                "[{}] Q: {}\nA: {}",
-                first_number + offset,
-                hit.title,
-                answer
-            ),
-            None if hit.title.is_empty() => format!("[{}] {}", first_number + offset, hit.text),
-            None => format!("[{}] {}\n{}", first_number + offset, hit.title, hit.text),
+        let n = first_number + offset;
+        // Writing to a String cannot fail.
+        let _ = match &hit.answer {
+            Some(answer) => write!(out, "[{n}] Q: {}\nA: {answer}", hit.title),
+            None if hit.title.is_empty() => write!(out, "[{n}] {}", hit.text),
+            None => write!(out, "[{n}] {}\n{}", hit.title, hit.text),
         };
-        entry.push_str(&format!(
+        let _ = write!(
+            out,
             "\n(source: {}, id: {}, score: {:.3})\n\n",
             hit.source, hit.id, hit.score
-        ));
-        let used = out.chars().count();
-        if used > 0 && used + entry.chars().count() > budget {
-            break;
-        }
-        out.push_str(&entry);
+        );
     }
     out.truncate(out.trim_end().len());
     out
-}
-
-/// The text a tool result shows the model.
-pub fn render_result(result: &CallResult, first_number: usize, budget: usize) -> String {
-    match &result.output {
-        Ok(Output::Text(text)) => text.clone(),
-        Ok(Output::Hits(hits)) => render_hits(hits, first_number, budget),
-        Err(err) => format!("error: {err}"),
-    }
 }
 
 /// Fills `{question}` and `{background}` of the answer template.
@@ -70,11 +91,7 @@ mod tests {
 
     #[test]
     fn qa_hits_show_question_and_whole_answer_numbered() {
-        let text = render_hits(
-            &[hit("a", Some("answer: keep calm")), hit("b", None)],
-            3,
-            10_000,
-        );
+        let text = render_hits(&[hit("a", Some("answer: keep calm")), hit("b", None)], 3);
         assert!(
             text.starts_with("[3] Q: question a\nA: answer: keep calm\n(source: kb.jsonl, id: a"),
             "{text}"
@@ -83,10 +100,32 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_keeps_whole_entries_only() {
+    fn the_budget_keeps_whole_hits_and_drops_the_one_that_crosses_it() {
         let long = "很".repeat(300);
-        let text = render_hits(&[hit("a", Some(&long)), hit("b", Some(&long))], 1, 400);
-        assert!(text.contains("[1]") && !text.contains("[2]"), "{text}");
+        let hits = vec![
+            hit("a", Some(&long)),
+            hit("b", Some(&long)),
+            hit("c", Some("short")),
+        ];
+        assert_eq!(fit(hits.clone(), 700).len(), 3);
+        let shown = fit(hits, 500);
+        let ids: Vec<_> = shown.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["a"],
+            "c would fit, but comes after a hit that did not"
+        );
+        assert_eq!(shown[0].answer.as_deref(), Some(long.as_str()));
+    }
+
+    #[test]
+    fn a_best_hit_longer_than_the_budget_is_cut_to_it() {
+        let shown = fit(vec![hit("a", Some(&"很".repeat(300))), hit("b", None)], 100);
+        assert_eq!(shown.len(), 1);
+        let answer = shown[0].answer.as_deref().unwrap();
+        assert!(answer.ends_with('…'), "{answer}");
+        assert_eq!(cost(&shown[0]), 100);
+        assert!(fit(Vec::new(), 100).is_empty());
     }
 
     #[test]

@@ -88,7 +88,8 @@ pub struct SearchParams {
     pub top_k: usize,
     /// Hits scoring below this are dropped.
     pub min_score: f32,
-    /// Budget on the characters of context handed to the model, over all hits.
+    /// Budget on the characters of titles and answers shown to the model per search;
+    /// stores ignore it, the engine applies it (`engine::prompt::fit`).
     pub max_context_chars: usize,
 }
 

@@ -158,7 +158,6 @@ impl Store {
         {
             hits.push(detailed(candidate, row.clone(), hits.len() + 1));
         }
-        apply_budget(&mut hits, params.max_context_chars);
         Ok(hits)
     }
 }
@@ -227,37 +226,6 @@ fn detailed(c: &Candidate, row: Row, rank: usize) -> DetailedHit {
     }
 }
 
-/// Below this many characters left, a further hit is dropped rather than cut.
-const MIN_USEFUL_CHARS: usize = 80;
-
-/// Keeps hits while their titles and texts fit in `max_chars`; the hit that crosses the
-/// budget is cut to fit (ending in `…`), and the first hit is always kept.
-fn apply_budget(hits: &mut Vec<DetailedHit>, max_chars: usize) {
-    let mut used = 0;
-    let mut keep = 0;
-    for (i, d) in hits.iter_mut().enumerate() {
-        let title = d.hit.title.chars().count();
-        let body = match &mut d.hit.answer {
-            Some(answer) => answer,
-            None => &mut d.hit.text,
-        };
-        let cost = title + body.chars().count();
-        if used + cost <= max_chars {
-            used += cost;
-            keep = i + 1;
-            continue;
-        }
-        let room = max_chars.saturating_sub(used + title);
-        if i == 0 || room >= MIN_USEFUL_CHARS {
-            let cut: String = body.chars().take(room.saturating_sub(1)).collect();
-            *body = format!("{cut}…");
-            keep = i + 1;
-        }
-        break;
-    }
-    hits.truncate(keep);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,70 +254,5 @@ mod tests {
         let fused = fuse(&[ft(1, 0.3)], &[vm(1, 0.8), vm(2, -0.2)], 60.0);
         assert!((fused[0].score() - 0.8).abs() < 1e-6);
         assert_eq!(fused[1].score(), 0.0);
-    }
-
-    fn hit(title: &str, answer: Option<&str>, text: &str) -> DetailedHit {
-        DetailedHit {
-            hit: Hit {
-                id: title.into(),
-                title: title.into(),
-                answer: answer.map(Into::into),
-                text: text.into(),
-                source: "s".into(),
-                score: 1.0,
-            },
-            rank: 1,
-            fulltext_rank: None,
-            fulltext_score: None,
-            vector_rank: None,
-            vector_score: None,
-            rrf_score: 0.0,
-            tags: vec![],
-        }
-    }
-
-    #[test]
-    fn the_budget_cuts_the_crossing_hit_and_drops_the_rest() {
-        let long = "长".repeat(200);
-        let mut hits = vec![
-            hit("问一", Some("答一"), ""),
-            hit("段落", None, &long),
-            hit("问三", Some("答三"), ""),
-        ];
-        apply_budget(&mut hits, 150);
-        assert_eq!(hits.len(), 2);
-        let text = &hits[1].hit.text;
-        assert!(text.ends_with('…'));
-        let total: usize = hits
-            .iter()
-            .map(|h| {
-                h.hit.title.chars().count()
-                    + h.hit
-                        .answer
-                        .as_deref()
-                        .unwrap_or(&h.hit.text)
-                        .chars()
-                        .count()
-            })
-            .sum();
-        assert_eq!(total, 150);
-    }
-
-    #[test]
-    fn the_first_hit_is_kept_even_when_over_budget() {
-        let mut hits = vec![hit("问", Some(&"答".repeat(50)), "")];
-        apply_budget(&mut hits, 10);
-        assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].hit.answer.as_deref().unwrap().chars().count(), 9);
-    }
-
-    #[test]
-    fn a_small_remainder_drops_the_next_hit() {
-        let mut hits = vec![
-            hit("问", Some(&"答".repeat(90)), ""),
-            hit("问二", Some(&"答".repeat(90)), ""),
-        ];
-        apply_budget(&mut hits, 120);
-        assert_eq!(hits.len(), 1);
     }
 }

@@ -56,11 +56,24 @@ pub enum Command {
     },
     /// Answer one question: the answer on stdout, status and sources on stderr.
     Ask {
-        /// The question.
+        /// The question (not empty).
+        #[arg(value_parser = non_blank)]
         question: String,
+        /// Where the knowledge base lives.
+        #[command(flatten)]
+        data: crate::kb::cli::DataDir,
     },
     /// Print the effective configuration (secrets masked) and what is wrong with it.
-    CheckConfig,
+    ///
+    /// Exits 1 when the configuration is invalid, else 0. It also asks the model
+    /// provider for `GET {base_url}/models` (5 s at most) and warns when the
+    /// provider is unreachable, refuses the key, or answers 404 (the base URL may
+    /// need `/v1`): a probe that fails is a warning, not a failure.
+    CheckConfig {
+        /// Do not contact the model provider.
+        #[arg(long)]
+        no_probe: bool,
+    },
     /// Manage the knowledge base: import, list, stats, delete, search, eval.
     #[command(subcommand)]
     Kb(crate::kb::cli::KbCommand),
@@ -80,7 +93,7 @@ impl Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let path = cli.config_path();
     match cli.command {
-        Command::CheckConfig => check_config(path),
+        Command::CheckConfig { no_probe } => check_config(path, !no_probe).await,
         Command::Serve { addr } => {
             let mut raw = RawConfig::load(path.as_deref())?;
             if let Some(addr) = addr {
@@ -97,7 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             app.serve(listener, crate::shutdown::on_signal()).await?;
             Ok(0)
         }
-        Command::Ask { question } => ask(path, question).await,
+        Command::Ask { question, data } => ask(path, question, data.data).await,
         Command::Kb(command) => {
             // Only the [kb] table matters here: a broken [llm] must not block imports.
             let raw = RawConfig::load(path.as_deref())?;
@@ -113,7 +126,16 @@ fn warn_about(config: &Config) {
     }
 }
 
-fn check_config(path: Option<PathBuf>) -> anyhow::Result<i32> {
+/// Clap's check for the question: something besides whitespace.
+fn non_blank(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("the question is empty".into())
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+async fn check_config(path: Option<PathBuf>, probe: bool) -> anyhow::Result<i32> {
     let raw = match RawConfig::load(path.as_deref()) {
         Ok(raw) => raw,
         Err(err) => {
@@ -133,6 +155,16 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<i32> {
             for warning in &config.warnings {
                 println!("warning: {warning}");
             }
+            if let (Some(llm), true) = (&config.llm, probe) {
+                match crate::probe::provider(llm).await {
+                    crate::probe::Finding::Reachable => {
+                        println!("ok: the model provider answers");
+                    }
+                    crate::probe::Finding::Warning(warning) => {
+                        println!("warning: {}", crate::secret::redact(&warning));
+                    }
+                }
+            }
             println!("ok: the configuration is valid");
             Ok(0)
         }
@@ -143,8 +175,16 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<i32> {
     }
 }
 
-async fn ask(path: Option<PathBuf>, question: String) -> anyhow::Result<i32> {
-    let config = Config::load(path.as_deref())?;
+async fn ask(
+    path: Option<PathBuf>,
+    question: String,
+    data: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    let mut raw = RawConfig::load(path.as_deref())?;
+    if let Some(dir) = data {
+        raw.kb.data_dir = dir;
+    }
+    let config = raw.lift()?;
     warn_about(&config);
     let store = crate::app::open_kb(&config).await?;
     let engine = crate::app::engine(&config, &store)?;

@@ -43,6 +43,9 @@ pub struct RawConfig {
     pub tools: Vec<RawTool>,
     /// Knowledge base.
     pub kb: KbConfig,
+    /// Warnings about the environment found while loading (not a setting).
+    #[serde(skip)]
+    pub env_warnings: Vec<String>,
 }
 
 /// `[llm]`.
@@ -259,9 +262,11 @@ impl RawConfig {
                 figment = figment.merge(Serialized::default(key, value.trim()));
             }
         }
-        figment
+        let mut raw: Self = figment
             .extract()
-            .map_err(|err| Error::Load(err.to_string()))
+            .map_err(|err| Error::Load(err.to_string()))?;
+        raw.env_warnings = ignored_variables(std::env::vars_os().map(|(key, _)| key));
+        Ok(raw)
     }
 
     /// Validates and lifts into a [`Config`].
@@ -277,6 +282,8 @@ impl RawConfig {
                     .into(),
             );
         }
+        warnings.extend(self.env_warnings.iter().cloned());
+        check_temperature("llm.temperature", self.llm.temperature, &mut problems);
         self.check_chat(&mut problems);
         self.check_tools(&mut problems);
         self.check_kb(&mut problems);
@@ -365,6 +372,7 @@ impl RawConfig {
         if chat.max_steps == 0 {
             problems.push("chat.max_steps must be at least 1".into());
         }
+        check_temperature("chat.answer_temperature", chat.answer_temperature, problems);
         if chat.answer_mode == AnswerMode::PromptTemplate {
             for slot in ["{question}", "{background}"] {
                 if !chat.answer_prompt.contains(slot) {
@@ -435,6 +443,61 @@ impl RawConfig {
     }
 }
 
+/// The sampling temperature range OpenAI-compatible APIs accept.
+fn check_temperature(key: &str, value: Option<f32>, problems: &mut Vec<String>) {
+    if let Some(t) = value.filter(|t| !(0.0..=2.0).contains(t)) {
+        problems.push(format!("{key} {t} must be between 0 and 2"));
+    }
+}
+
+/// The sections a `RAGSTREAM_SECTION__KEY` variable can address, with the
+/// tables nested in them.
+const SECTIONS: &[(&str, &[&str])] = &[
+    ("server", &[]),
+    ("llm", &[]),
+    ("chat", &[]),
+    ("tools", &[]),
+    ("kb", &["search", "chunk", "embeddings"]),
+];
+
+/// A warning for each `RAGSTREAM_` variable that configures nothing because it
+/// lacks the double underscore, with the spelling that would.
+fn ignored_variables(keys: impl Iterator<Item = std::ffi::OsString>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for key in keys {
+        let Some(key) = key.to_str() else { continue };
+        let Some(rest) = key.strip_prefix("RAGSTREAM_") else {
+            continue;
+        };
+        // RAGSTREAM_CONFIG is the --config flag's variable.
+        if rest.contains("__") || rest == "CONFIG" {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let guess = SECTIONS.iter().find_map(|(section, tables)| {
+            let key = lower.strip_prefix(section)?.strip_prefix('_')?;
+            let key = tables
+                .iter()
+                .find_map(|table| {
+                    let inner = key.strip_prefix(table)?.strip_prefix('_')?;
+                    Some(format!("{table}__{inner}"))
+                })
+                .unwrap_or_else(|| key.to_owned());
+            Some(format!("RAGSTREAM_{section}__{key}").to_ascii_uppercase())
+        });
+        warnings.push(match guess {
+            Some(guess) => format!(
+                "{key} matches no setting and is ignored: sections and keys are joined by a double underscore (did you mean {guess}?)"
+            ),
+            None => format!(
+                "{key} matches no setting and is ignored: settings are RAGSTREAM_SECTION__KEY, e.g. RAGSTREAM_CHAT__MAX_STEPS"
+            ),
+        });
+    }
+    warnings.sort();
+    warnings
+}
+
 impl Config {
     /// Loads and validates in one step.
     pub fn load(file: Option<&Path>) -> Result<Self, Error> {
@@ -503,6 +566,42 @@ mod tests {
         ] {
             assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
         }
+    }
+
+    #[test]
+    fn single_underscore_variables_get_the_double_underscore_spelling() {
+        let warnings = ignored_variables(
+            [
+                "RAGSTREAM_CHAT_MAX_STEPS",
+                "RAGSTREAM_KB_SEARCH_TOP_K",
+                "RAGSTREAM_LLM__MODEL",
+                "RAGSTREAM_CONFIG",
+                "RAGSTREAM_WHATEVER",
+                "PATH",
+            ]
+            .into_iter()
+            .map(Into::into),
+        );
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("did you mean RAGSTREAM_CHAT__MAX_STEPS?"));
+        assert!(warnings[1].contains("did you mean RAGSTREAM_KB__SEARCH__TOP_K?"));
+        assert!(warnings[2].starts_with("RAGSTREAM_WHATEVER matches no setting"));
+    }
+
+    #[test]
+    fn temperatures_outside_0_to_2_are_rejected() {
+        let err = lift("[llm]\ntemperature = 9.0\n[chat]\nanswer_temperature = -0.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("llm.temperature 9 must be between 0 and 2"),
+            "{err}"
+        );
+        assert!(
+            err.contains("chat.answer_temperature -0.5 must be"),
+            "{err}"
+        );
+        assert!(lift("[llm]\ntemperature = 2.0\n").is_ok());
     }
 
     #[test]

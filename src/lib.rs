@@ -6,15 +6,18 @@
 //! - [`kb`]: knowledge-base stores behind the [`kb::KnowledgeBase`] trait.
 //! - [`server`]: the HTTP routes and their wire formats.
 //! - [`error`]: the error codes shared by HTTP errors and `error` events.
-//! - [`config`], [`app`], [`cli`], [`shutdown`], [`telemetry`]: loading, wiring, commands, signals, metrics.
+//! - [`config`], [`dotenv`], [`app`], [`cli`], [`probe`], [`shutdown`], [`telemetry`]: loading, `.env`, wiring,
+//!   commands, the provider check of `check-config`, signals, metrics.
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dotenv;
 pub mod engine;
 pub mod error;
 pub mod kb;
 pub mod llm;
+pub mod probe;
 pub mod secret;
 pub mod server;
 pub mod shutdown;

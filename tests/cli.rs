@@ -43,7 +43,12 @@ fn run(command: &mut Command) -> (Output, String, String) {
 #[test]
 fn check_config_masks_the_key_and_shows_env_overrides() {
     let (output, stdout, _) = run(ragstream()
-        .args(["check-config", "--config", "examples/autism.toml"])
+        .args([
+            "check-config",
+            "--no-probe",
+            "--config",
+            "examples/autism.toml",
+        ])
         .env("OPENAI_API_KEY", "sk-abcdef1234567890")
         .env("OPENAI_MODEL", "deepseek-chat")
         .env("RAGSTREAM_LLM__DIALECT", "functions"));
@@ -98,7 +103,9 @@ fn a_dotenv_file_in_the_working_directory_is_read() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "OPENAI_API_KEY=sk-from-dotenv\n").unwrap();
     std::fs::write(dir.path().join("ragstream.toml"), "[chat]\nmax_steps = 4\n").unwrap();
-    let (output, stdout, _) = run(ragstream().arg("check-config").current_dir(dir.path()));
+    let (output, stdout, _) = run(ragstream()
+        .args(["check-config", "--no-probe"])
+        .current_dir(dir.path()));
     assert!(output.status.success(), "{stdout}");
     assert!(
         stdout.contains("api_key = \"sk-*** (14 chars)\""),
@@ -277,7 +284,7 @@ async fn json_logs_carry_the_request_id_through_the_stream() {
 #[test]
 fn check_config_hides_credentials_in_urls() {
     let (_, stdout, _) = run(ragstream()
-        .arg("check-config")
+        .args(["check-config", "--no-probe"])
         .env(
             "OPENAI_BASE_URL",
             "https://team:hunter2-pw@llm.example.com/v1",
@@ -291,5 +298,175 @@ fn check_config_hides_credentials_in_urls() {
     assert!(
         !stdout.contains("hunter2"),
         "the password leaked:\n{stdout}"
+    );
+}
+
+// Issue 10, part 8: a malformed .env is ignored whole and never quoted.
+#[test]
+fn a_malformed_dotenv_is_ignored_whole_and_its_lines_are_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "OPENAI_MODEL=model-from-dotenv\n# a comment\nOPENAI_API_KEY=sk-leaked secret\n",
+    )
+    .unwrap();
+    let (output, stdout, stderr) = run(ragstream()
+        .args(["check-config", "--no-probe"])
+        .current_dir(dir.path()));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("model-from-dotenv"),
+        "a line before the bad one was applied:\n{stdout}"
+    );
+    assert!(
+        stderr.contains(".env") && stderr.contains("line 3"),
+        "the warning names the file and line: {stderr}"
+    );
+    for secret in ["sk-leaked", "secret", "model-from-dotenv"] {
+        assert!(!stderr.contains(secret), "`{secret}` printed: {stderr}");
+        assert!(!stdout.contains(secret), "`{secret}` printed: {stdout}");
+    }
+    assert!(
+        !stderr.contains("OPENAI_API_KEY"),
+        "the key's name printed: {stderr}"
+    );
+
+    std::fs::write(
+        dir.path().join(".env"),
+        "OPENAI_MODEL=model-from-dotenv\nOPENAI_API_KEY=\"sk-unterminated\n",
+    )
+    .unwrap();
+    let (_, stdout, stderr) = run(ragstream()
+        .args(["check-config", "--no-probe"])
+        .current_dir(dir.path()));
+    assert!(!stdout.contains("model-from-dotenv"), "{stdout}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(!stderr.contains("sk-unterminated"), "{stderr}");
+}
+
+// Issue 10, part 4: `ask` takes --data like every kb command.
+#[test]
+fn ask_takes_a_data_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let (output, stdout, stderr) = run(ragstream()
+        .args(["ask", "--config", "examples/autism.toml", "--data"])
+        .arg(data.path())
+        .arg("孩子自伤怎么办"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.starts_with("【知识库回答】"), "{stdout}");
+    assert!(
+        data.path().join("kb.sqlite3").is_file(),
+        "the store was opened in --data"
+    );
+}
+
+// Issue 10, part 4: no colour codes in logs that go to a file or a pipe.
+#[test]
+fn text_logs_into_a_pipe_have_no_colour_codes() {
+    let (output, _, stderr) = run(ragstream().env_remove("NO_COLOR").args([
+        "ask",
+        "--config",
+        "examples/autism.toml",
+        "孩子自伤怎么办",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no language model"),
+        "a warning is logged: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes in piped logs: {stderr:?}"
+    );
+}
+
+// Issue 10, part 8: an empty question is a usage error.
+#[test]
+fn an_empty_question_is_a_usage_error() {
+    for question in ["", "   "] {
+        let (output, _, stderr) =
+            run(ragstream().args(["ask", "--config", "examples/autism.toml", question]));
+        assert_eq!(output.status.code(), Some(2), "{question:?}: {stderr}");
+        assert!(stderr.contains("empty"), "{stderr}");
+    }
+}
+
+// Issue 10, part 8: out-of-range values and ignored variables are reported.
+#[test]
+fn check_config_rejects_out_of_range_values_and_names_ignored_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hot.toml");
+    std::fs::write(
+        &path,
+        "[llm]\ntemperature = 9\n[chat]\nanswer_temperature = -1\n",
+    )
+    .unwrap();
+    let (output, stdout, _) = run(ragstream()
+        .args(["check-config", "--no-probe", "--config"])
+        .arg(&path));
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("llm.temperature 9 must be between 0 and 2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("chat.answer_temperature -1 must be between 0 and 2"),
+        "{stdout}"
+    );
+
+    let (output, stdout, _) = run(ragstream()
+        .args([
+            "check-config",
+            "--no-probe",
+            "--config",
+            "examples/autism.toml",
+        ])
+        .env("RAGSTREAM_CHAT_MAX_STEPS", "5"));
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("warning: RAGSTREAM_CHAT_MAX_STEPS matches no setting")
+            && stdout.contains("RAGSTREAM_CHAT__MAX_STEPS"),
+        "{stdout}"
+    );
+}
+
+// Issue 10, part 8: check-config says when the provider's base URL answers 404.
+#[tokio::test]
+async fn check_config_probes_the_provider_and_hints_at_a_missing_v1() {
+    let upstream = Upstream::start(vec![]).await;
+    let without_v1 = upstream.base_url.trim_end_matches("/v1").to_owned();
+    let mut command = ragstream();
+    command
+        .args(["check-config", "--config", "examples/autism.toml"])
+        .env("OPENAI_BASE_URL", &without_v1)
+        .env("OPENAI_API_KEY", "sk-test");
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "a probe failure is a warning: {stdout}"
+    );
+    assert!(
+        stdout.contains("warning: the model provider answered HTTP 404") && stdout.contains("/v1"),
+        "{stdout}"
+    );
+
+    let mut command = ragstream();
+    command
+        .args(["check-config", "--config", "examples/autism.toml"])
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .env("OPENAI_API_KEY", "sk-test");
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("warning: the model provider at http://127.0.0.1:9/v1 is unreachable"),
+        "{stdout}"
     );
 }

@@ -1,6 +1,10 @@
 //! Configuration: a TOML file, overridden by environment variables, lifted
 //! once into a validated [`Config`].
 //!
+//! This module composes: each part that owns settings defines and checks them
+//! (`[chat]` is [`engine::Settings`]); here they are loaded together, checked
+//! together, and every problem is reported at once.
+//!
 //! Precedence, lowest first: built-in defaults, the `--config` file,
 //! `RAGSTREAM_SECTION__KEY` variables (e.g. `RAGSTREAM_LLM__DIALECT=functions`),
 //! then `OPENAI_BASE_URL`, `OPENAI_API_KEY` and `OPENAI_MODEL`.
@@ -14,6 +18,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::engine;
 use crate::kb::KbConfig;
 use crate::llm::{Backoff, Dialect, Fallback, Secret, Settings};
 use crate::server::settings::{Limits, RawServer};
@@ -38,7 +43,7 @@ pub struct RawConfig {
     /// Model provider settings.
     pub llm: RawLlm,
     /// Prompts and the tool loop.
-    pub chat: RawChat,
+    pub chat: engine::Settings,
     /// Tools offered to the model.
     pub tools: Vec<RawTool>,
     /// Knowledge base.
@@ -114,56 +119,6 @@ impl Default for RawLlm {
     }
 }
 
-/// How the answer after a tool call is produced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnswerMode {
-    /// Send the tool calls and `tool` messages back: the model sees the whole conversation.
-    #[default]
-    ToolMessage,
-    /// The classic way: one new user message from `answer_prompt`.
-    PromptTemplate,
-}
-
-/// `[chat]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawChat {
-    /// System prompt put before the conversation.
-    pub system_prompt: Option<String>,
-    /// `tool_message` or `prompt_template`.
-    pub answer_mode: AnswerMode,
-    /// Template with `{question}` and `{background}` (prompt_template mode).
-    pub answer_prompt: String,
-    /// Model for the calls after a tool call; defaults to `llm.model`.
-    pub answer_model: Option<String>,
-    /// Temperature for the calls after a tool call.
-    pub answer_temperature: Option<f32>,
-    /// Most model calls per answer in the tool loop.
-    pub max_steps: u32,
-    /// Heading of answers given without a model.
-    pub retrieval_only_label: String,
-    /// Answer when no model is configured and nothing relevant is found.
-    pub no_match_message: String,
-}
-
-impl Default for RawChat {
-    fn default() -> Self {
-        Self {
-            system_prompt: None,
-            answer_mode: AnswerMode::ToolMessage,
-            answer_prompt: "Answer the user's question using the background information.\n\
-                            Question: {question}\nBackground:\n{background}"
-                .into(),
-            answer_model: None,
-            answer_temperature: None,
-            max_steps: 3,
-            retrieval_only_label: "[Knowledge-base answer: no language model is configured]".into(),
-            no_match_message: "Nothing relevant was found in the knowledge base.".into(),
-        }
-    }
-}
-
 /// One `[[tools]]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,7 +179,7 @@ pub struct Config {
     /// The model provider; `None` means retrieval-only answers.
     pub llm: Option<Settings>,
     /// Prompts and the tool loop.
-    pub chat: RawChat,
+    pub chat: engine::Settings,
     /// Tools offered to the model.
     pub tools: Vec<RawTool>,
     /// The knowledge base: store, embeddings, search parameters.
@@ -283,8 +238,11 @@ impl RawConfig {
             );
         }
         warnings.extend(self.env_warnings.iter().cloned());
-        check_temperature("llm.temperature", self.llm.temperature, &mut problems);
-        self.check_chat(&mut problems);
+        problems.extend(engine::settings::temperature_problem(
+            "llm.temperature",
+            self.llm.temperature,
+        ));
+        problems.extend(self.chat.problems());
         self.check_tools(&mut problems);
         self.check_kb(&mut problems);
         if !problems.is_empty() {
@@ -367,23 +325,6 @@ impl RawConfig {
         })
     }
 
-    fn check_chat(&self, problems: &mut Vec<String>) {
-        let chat = &self.chat;
-        if chat.max_steps == 0 {
-            problems.push("chat.max_steps must be at least 1".into());
-        }
-        check_temperature("chat.answer_temperature", chat.answer_temperature, problems);
-        if chat.answer_mode == AnswerMode::PromptTemplate {
-            for slot in ["{question}", "{background}"] {
-                if !chat.answer_prompt.contains(slot) {
-                    problems.push(format!(
-                        "chat.answer_prompt must contain {slot} in prompt_template mode"
-                    ));
-                }
-            }
-        }
-    }
-
     fn check_kb(&self, problems: &mut Vec<String>) {
         let search = &self.kb.search;
         if !(0.0..=1.0).contains(&search.min_score) {
@@ -440,13 +381,6 @@ impl RawConfig {
                 ));
             }
         }
-    }
-}
-
-/// The sampling temperature range OpenAI-compatible APIs accept.
-fn check_temperature(key: &str, value: Option<f32>, problems: &mut Vec<String>) {
-    if let Some(t) = value.filter(|t| !(0.0..=2.0).contains(t)) {
-        problems.push(format!("{key} {t} must be between 0 and 2"));
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod support;
 
-use ragstream::config::AnswerMode;
+use ragstream::engine::AnswerMode;
 use ragstream::llm::Dialect;
 use serde_json::json;
 use support::upstream::{content, finish, reasoning, tool_args, tool_start};

@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod prompt;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -16,8 +17,8 @@ use serde_json::value::RawValue;
 use tracing::Instrument;
 
 pub use event::{Event, Source, Stage};
+pub use settings::{AnswerMode, Settings};
 
-use crate::config::{AnswerMode, RawChat};
 use crate::error::Code;
 use crate::kb::{KnowledgeBase, SearchParams};
 use crate::llm::wire::{Request, WireFunction, WireToolCall};
@@ -33,7 +34,7 @@ pub struct Engine {
     /// The store used when no model is configured.
     kb: Option<Arc<dyn KnowledgeBase>>,
     /// Prompts and loop settings.
-    chat: RawChat,
+    chat: Settings,
     /// Search parameters (also the context budget for rendering).
     search: SearchParams,
     /// The tools in the provider's dialect, serialized once, not per request.
@@ -46,7 +47,7 @@ impl Engine {
         llm: Option<llm::Client>,
         tools: Registry,
         kb: Option<Arc<dyn KnowledgeBase>>,
-        chat: RawChat,
+        chat: Settings,
         search: SearchParams,
     ) -> Self {
         let tool_definitions = llm.as_ref().filter(|_| !tools.is_empty()).map(|client| {

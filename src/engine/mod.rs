@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use futures::Stream;
 use futures::future::join_all;
-use serde_json::value::RawValue;
 use tracing::Instrument;
 
 pub use event::{Event, Source, Stage};
@@ -21,8 +20,9 @@ pub use settings::{AnswerMode, Settings};
 
 use crate::error::Code;
 use crate::kb::{KnowledgeBase, SearchParams};
-use crate::llm::wire::{Request, WireFunction, WireToolCall};
-use crate::llm::{self, Dialect, Message, Role, ToolCall, Turn, TurnEvent, Usage};
+use crate::llm::{
+    self, Message, Request, Role, ToolCall, ToolChoice, Tools, Turn, TurnEvent, Usage,
+};
 use crate::tools::{CallResult, Output, Registry};
 
 /// Everything an answer needs; cheap to share.
@@ -37,8 +37,8 @@ pub struct Engine {
     chat: Settings,
     /// Search parameters (also the context budget for rendering).
     search: SearchParams,
-    /// The tools in the provider's dialect, serialized once, not per request.
-    tool_definitions: Option<Box<RawValue>>,
+    /// The tools encoded for the provider once, not per request.
+    tool_definitions: Option<Tools>,
 }
 
 impl Engine {
@@ -50,10 +50,10 @@ impl Engine {
         chat: Settings,
         search: SearchParams,
     ) -> Self {
-        let tool_definitions = llm.as_ref().filter(|_| !tools.is_empty()).map(|client| {
-            serde_json::value::to_raw_value(&tools.definitions(client.settings().dialect))
-                .expect("tool definitions are JSON values")
-        });
+        let tool_definitions = llm
+            .as_ref()
+            .filter(|_| !tools.is_empty())
+            .map(|client| client.encode_tools(&tools.specs()));
         Self {
             llm,
             tools,
@@ -259,30 +259,20 @@ impl<'a> Run<'a> {
         } else {
             (self.settings.model.as_str(), self.settings.temperature)
         };
-        let definitions = self
-            .engine
-            .tool_definitions
-            .as_deref()
-            .filter(|_| !self.final_answer);
-        let offer_tools = definitions.is_some();
-        let choice = if last { "none" } else { "auto" };
-        let (tools, tool_choice, functions, function_call) = match self.settings.dialect {
-            Dialect::Tools => (definitions, offer_tools.then_some(choice), None, None),
-            Dialect::Functions => (None, None, definitions, offer_tools.then_some(choice)),
-        };
         Request {
             model,
             messages: &self.messages,
-            stream: true,
             temperature,
-            tools,
-            tool_choice,
-            functions,
-            function_call,
-            stream_options: self
-                .settings
-                .include_usage
-                .then(|| serde_json::json!({"include_usage": true})),
+            tools: self
+                .engine
+                .tool_definitions
+                .as_ref()
+                .filter(|_| !self.final_answer),
+            tool_choice: if last {
+                ToolChoice::None
+            } else {
+                ToolChoice::Auto
+            },
         }
     }
 
@@ -392,42 +382,11 @@ impl<'a> Run<'a> {
         }
         // DeepSeek's thinking mode rejects tool results whose assistant turn lost its reasoning.
         assistant.reasoning_content = turn.reasoning;
-        match self.settings.dialect {
-            Dialect::Tools => {
-                assistant.tool_calls = turn.tool_calls.iter().map(wire_call).collect();
-                self.messages.push(assistant);
-                for (call, content) in shown {
-                    let mut message = Message::text(Role::Tool, content);
-                    message.tool_call_id = Some(call.id);
-                    self.messages.push(message);
-                }
-            }
-            Dialect::Functions => {
-                // The legacy form has one call per turn; the accumulator made it so.
-                for (call, content) in shown {
-                    let mut turn = assistant.clone();
-                    turn.function_call = Some(WireFunction {
-                        name: call.name.clone(),
-                        arguments: call.arguments,
-                    });
-                    self.messages.push(turn);
-                    let mut message = Message::text(Role::Function, content);
-                    message.name = Some(call.name);
-                    self.messages.push(message);
-                }
-            }
+        assistant.tool_calls = turn.tool_calls;
+        self.messages.push(assistant);
+        for (call, content) in shown {
+            self.messages.push(Message::tool_result(call, content));
         }
-    }
-}
-
-fn wire_call(call: &ToolCall) -> WireToolCall {
-    WireToolCall {
-        id: call.id.clone(),
-        kind: "function".into(),
-        function: WireFunction {
-            name: call.name.clone(),
-            arguments: call.arguments.clone(),
-        },
     }
 }
 

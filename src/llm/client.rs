@@ -15,10 +15,11 @@ use std::pin::Pin;
 
 use tokio::time::{Instant, Sleep, timeout};
 
+use super::encode::Body;
+use super::request::{Request, ToolSpec, Tools};
 use super::settings::{Secret, Settings};
 use super::sse::Decoder;
 use super::turn::{Payload, Turn, TurnError, TurnEvent, TurnState, excerpt, parse_frame};
-use super::wire::Request;
 use crate::error::Code;
 use crate::secret::redact;
 
@@ -172,6 +173,11 @@ impl Client {
         &self.settings
     }
 
+    /// Encodes tool specs for this provider's dialect, once, for every request.
+    pub fn encode_tools(&self, specs: &[ToolSpec]) -> Tools {
+        Tools::encode(specs, self.settings.dialect)
+    }
+
     /// Starts a turn, retrying failures that happen before the first byte,
     /// then trying each fallback provider in turn.
     pub async fn open(&self, request: &Request<'_>) -> Result<TurnStream, Error> {
@@ -201,13 +207,12 @@ impl Client {
         endpoint: &Endpoint,
         request: &Request<'_>,
     ) -> Result<TurnStream, Error> {
-        let body = match &endpoint.model {
-            Some(model) => serde_json::to_vec(&Request {
-                model,
-                ..request.clone()
-            }),
-            None => serde_json::to_vec(request),
-        };
+        let body = serde_json::to_vec(&Body {
+            request,
+            dialect: self.settings.dialect,
+            model: endpoint.model.as_deref().unwrap_or(request.model),
+            include_usage: self.settings.include_usage,
+        });
         let body = Bytes::from(body.map_err(|e| Error::Settings(e.to_string()))?);
         let mut attempt = 0;
         loop {

@@ -1,7 +1,7 @@
 //! Tools the model may call: configured, not coded.
 //!
-//! A [`Tool`] runs one call; the [`Registry`] finds tools by name, advertises
-//! them in either function-calling dialect, and turns every failure (unknown
+//! A [`Tool`] runs one call; the [`Registry`] finds tools by name, describes
+//! them to the model (as [`ToolSpec`]s that `llm` encodes), and turns every failure (unknown
 //! name, arguments that are not JSON, a backend error) into a result the model
 //! can read, so that a bad call never ends the answer.
 
@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::kb::Hit;
-use crate::llm::{Dialect, ToolCall};
+use crate::llm::{ToolCall, ToolSpec};
 
 /// Why a tool call produced no output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,20 +134,16 @@ impl Registry {
         self.tools.iter().find(|t| t.spec().name == name)
     }
 
-    /// The tool definitions in the provider's dialect.
-    pub fn definitions(&self, dialect: Dialect) -> Vec<Value> {
+    /// The tools as the model is told about them (`llm` encodes them).
+    pub fn specs(&self) -> Vec<ToolSpec> {
         self.tools
             .iter()
             .map(|tool| {
                 let spec = tool.spec();
-                let function = json!({
-                    "name": spec.name,
-                    "description": spec.description,
-                    "parameters": spec.parameters,
-                });
-                match dialect {
-                    Dialect::Tools => json!({"type": "function", "function": function}),
-                    Dialect::Functions => function,
+                ToolSpec {
+                    name: spec.name.clone(),
+                    description: spec.description.clone(),
+                    parameters: spec.parameters.clone(),
                 }
             })
             .collect()
@@ -240,6 +236,7 @@ fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     struct Echo(Spec);
 
@@ -339,12 +336,10 @@ mod tests {
     }
 
     #[test]
-    fn definitions_follow_the_dialect() {
-        let modern = registry().definitions(Dialect::Tools);
-        assert_eq!(modern[0]["type"], "function");
-        assert_eq!(modern[0]["function"]["name"], "echo");
-        let legacy = registry().definitions(Dialect::Functions);
-        assert_eq!(legacy[0]["name"], "echo");
-        assert!(legacy[0].get("type").is_none());
+    fn specs_describe_every_tool() {
+        let specs = registry().specs();
+        assert_eq!(specs[0].name, "echo");
+        assert_eq!(specs[0].description, "repeats");
+        assert_eq!(specs[0].parameters, json!({"type": "object"}));
     }
 }

@@ -9,7 +9,7 @@
 //! answer: …
 //! ```
 //!
-//! Markers are case-insensitive and may use a full-width colon; `q:`/`a:` and
+//! Markers are case-insensitive (ASCII letters only) and may use a full-width colon; `q:`/`a:` and
 //! `问题：`/`答案：` (or `问：`/`答：`) also work. A pair may sit on one line:
 //! `question: … answer: …`.
 
@@ -26,9 +26,9 @@ enum Marker {
     Answer,
 }
 
-/// Marker words, lower-case, without the colon.
+/// Marker words, lower-case, without the colon; matched ignoring ASCII case only.
 const QUESTION_WORDS: &[&str] = &["question", "q", "问题", "问"];
-/// Marker words, lower-case, without the colon.
+/// Marker words, lower-case, without the colon; matched ignoring ASCII case only.
 const ANSWER_WORDS: &[&str] = &["answer", "a", "答案", "答", "回答"];
 
 /// Whether the first non-blank line starts with a question marker.
@@ -95,16 +95,26 @@ fn finish(
     .into_document(origin, line)
 }
 
-/// Splits `… answer: …` written on the question's line.
+/// Splits `… answer: …` written on the question's line, at the first `answer` (in any
+/// ASCII case) that does not continue a word and is followed by a colon.
+///
+/// The match runs on `rest` itself: offsets found in a lower-cased copy would not fit
+/// the original, since lower-casing changes the length of some letters (`Ⱥ`, `K`).
 fn split_inline(rest: &str) -> (&str, Option<&str>) {
-    let lower = rest.to_lowercase();
-    for needle in [" answer:", " answer：", "answer:", "answer："] {
-        if let Some(at) = lower.find(needle) {
-            // `to_lowercase` keeps byte offsets for ASCII, and the needle is ASCII up to the colon.
-            if rest.is_char_boundary(at) {
-                let after = at + needle.len();
-                return (rest[..at].trim(), Some(rest[after..].trim()));
-            }
+    const WORD: &[u8] = b"answer";
+    let bytes = rest.as_bytes();
+    for (at, _) in rest.match_indices(['a', 'A']) {
+        let Some(word) = bytes.get(at..at + WORD.len()) else {
+            break;
+        };
+        if !word.eq_ignore_ascii_case(WORD)
+            || bytes[..at].last().is_some_and(u8::is_ascii_alphanumeric)
+        {
+            continue;
+        }
+        // The six bytes matched ASCII letters, so the slice starts on a character.
+        if let Some(answer) = rest[at + WORD.len()..].strip_prefix([':', '：']) {
+            return (rest[..at].trim(), Some(answer.trim()));
         }
     }
     (rest, None)
@@ -114,12 +124,13 @@ fn split_inline(rest: &str) -> (&str, Option<&str>) {
 fn marker(line: &str) -> Option<(Marker, &str)> {
     let trimmed = line.trim_start();
     let colon = trimmed.find([':', '：'])?;
-    let word = trimmed[..colon].trim().to_lowercase();
+    let word = trimmed[..colon].trim();
     let colon_len = trimmed[colon..].chars().next().map_or(1, char::len_utf8);
     let rest = trimmed[colon + colon_len..].trim();
-    if QUESTION_WORDS.contains(&word.as_str()) {
+    let one_of = |words: &[&str]| words.iter().any(|w| w.eq_ignore_ascii_case(word));
+    if one_of(QUESTION_WORDS) {
         Some((Marker::Question, rest))
-    } else if ANSWER_WORDS.contains(&word.as_str()) {
+    } else if one_of(ANSWER_WORDS) {
         Some((Marker::Answer, rest))
     } else {
         None
@@ -163,6 +174,39 @@ mod tests {
             "question: 一？\nanswer: 答一\n\nquestion: 二？\n\nquestion: 三？\nanswer: 答三\n";
         let err = parse(text, &origin()).unwrap_err().to_string();
         assert_eq!(err, "legacy.txt:4: this `question:` has no `answer:`");
+    }
+
+    // Issue 10: offsets found in a lower-cased copy were used to slice the original.
+    #[test]
+    fn letters_that_grow_when_lower_cased_do_not_panic() {
+        let docs = parse("question: ȺȺȺȺȺȺȺȺ answer: x\n", &origin()).unwrap();
+        assert_eq!(
+            (docs[0].title.as_str(), docs[0].body.as_str()),
+            ("ȺȺȺȺȺȺȺȺ", "x")
+        );
+    }
+
+    #[test]
+    fn letters_that_shrink_when_lower_cased_do_not_move_the_split() {
+        // The Kelvin sign and `ẞ` are three bytes; their lower-case forms are one and two.
+        let text = "question: \u{212A}\u{212A}\u{212A} ANSWER: y\nQuestion：ẞẞ Answer：z\n";
+        let docs = parse(text, &origin()).unwrap();
+        let pairs: Vec<_> = docs
+            .iter()
+            .map(|d| (d.title.as_str(), d.body.as_str()))
+            .collect();
+        assert_eq!(pairs, [("\u{212A}\u{212A}\u{212A}", "y"), ("ẞẞ", "z")]);
+    }
+
+    #[test]
+    fn only_the_ascii_marker_words_match_in_any_case() {
+        // `ſ` case-folds to `s`, but `anſwer:` is not the marker `answer:`.
+        let text = "QUESTION: 一？ AnSwEr: 答一\nquestion: is an anſwer: no\nAnswer: yes\n";
+        let docs = parse(text, &origin()).unwrap();
+        assert_eq!(docs[0].title, "一？");
+        assert_eq!(docs[0].body, "答一");
+        assert_eq!(docs[1].title, "is an anſwer: no");
+        assert_eq!(docs[1].body, "yes");
     }
 
     #[test]

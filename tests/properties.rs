@@ -1,8 +1,18 @@
 //! Property tests of the byte-level layers: framing and tool-call assembly
 //! give the same result however the network splits the bytes, and garbage
-//! never panics.
+//! never panics; and of the importers: any text in any format gives documents
+//! or a `file:line` error, and chunks cover their text within their limits.
+//!
+//! Failures are recorded in `properties.proptest-regressions` and replayed first.
+
+use std::path::Path;
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use ragstream::kb::chunk::{self, Chunk};
+use ragstream::kb::config::ChunkConfig;
+use ragstream::kb::document::Kind;
+use ragstream::kb::formats::{Format, Origin, parse};
 use ragstream::llm::assemble::{ToolCall, ToolCallAccumulator};
 use ragstream::llm::sse::Decoder;
 use ragstream::llm::turn::{Payload, TurnState, parse_frame};
@@ -90,12 +100,33 @@ fn decode(bytes: &[u8], cuts: &[usize]) -> Vec<Expected> {
     out
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 512,
-        failure_persistence: None,
+/// `cases` cases per property; failures are saved to, and replayed from,
+/// `properties.proptest-regressions` beside this file.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+// Issue 10: with `failure_persistence: None` the regressions file was never read.
+#[test]
+fn recorded_failures_are_replayed() {
+    let seeds = config(1)
+        .failure_persistence
+        .expect("failures are persisted")
+        .load_persisted_failures2(Some(file!()));
+    assert!(
+        !seeds.is_empty(),
+        "tests/properties.proptest-regressions is not read"
+    );
+}
+
+proptest! {
+    #![proptest_config(config(512))]
 
     #[test]
     fn any_split_of_any_stream_yields_the_same_events(
@@ -191,5 +222,182 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(acc.finish().unwrap(), expected);
+    }
+}
+
+/// A line that is likely to mean something to one of the importers, or nothing at all.
+fn kb_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        "[ \t]{0,3}",
+        "\\PC{0,30}",
+        "#{1,7} ?[a-z自伤 ]{0,12}",
+        "```",
+        "(question|Question|QUESTION|q|问题|问|answer|A|答|回答) ?[:：] ?[^\r\n]{0,20}",
+        "question: [^\r\n]{0,10} ?(answer|ANSWER|Answer)[:：][^\r\n]{0,10}",
+        r#"\{ ?"question": ?"[^"\\]{0,8}", ?"answer": ?"[^"\\]{0,8}"(, ?"(id|tags|source|x)": ?("[a-z]{0,3}"|[0-9]|\[\]|null))?\}"#,
+        "(question|answer|id|tags|source|x)(,(question|answer|id|tags|source|x)){0,4}",
+        "\"?[^\"\r\n]{0,8}\"?(,\"?[^\"\r\n]{0,8}\"?){0,3}",
+        "[孩子自伤怎么办。！？!?；; a-zẞȺ\u{212A}]{0,90}",
+    ]
+}
+
+/// Lines joined with LF or CRLF, sometimes led by a question so that the text reads as pairs.
+fn kb_text() -> impl Strategy<Value = String> {
+    (
+        any::<bool>(),
+        prop::collection::vec(kb_line(), 0..16),
+        any::<bool>(),
+    )
+        .prop_map(|(qa, lines, crlf)| {
+            let text = lines.join(if crlf { "\r\n" } else { "\n" });
+            if qa {
+                format!("question: {text}")
+            } else {
+                text
+            }
+        })
+}
+
+/// The non-whitespace characters of `text`.
+fn ink(text: &str) -> Vec<char> {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Whether `needle` appears in `hay` in order (not necessarily adjacent).
+fn is_subsequence(needle: &[char], hay: &[char]) -> bool {
+    let mut hay = hay.iter();
+    needle.iter().all(|c| hay.any(|h| h == c))
+}
+
+/// The invariants every chunking keeps; `body` is the text that chunks must cover.
+fn check_chunks(
+    chunks: &[Chunk],
+    body: &str,
+    lines: usize,
+    cfg: ChunkConfig,
+) -> Result<(), TestCaseError> {
+    let overlap = cfg.overlap.min(cfg.size / 2);
+    for c in chunks {
+        let n = c.text.chars().count();
+        prop_assert!(
+            n >= 1 && n <= cfg.size.max(1),
+            "{} chars, size {}: {:?}",
+            n,
+            cfg.size,
+            c.text
+        );
+        prop_assert!(!c.text.trim().is_empty(), "a blank chunk: {:?}", c);
+        prop_assert!(
+            (1..=lines).contains(&c.line),
+            "line {} of {}",
+            c.line,
+            lines
+        );
+    }
+    // Coverage: every character of the text is in the chunks, in order; without
+    // overlap nothing else is.
+    let joined: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    if overlap == 0 {
+        prop_assert_eq!(ink(&joined), ink(body));
+    } else {
+        prop_assert!(
+            is_subsequence(&ink(body), &ink(&joined)),
+            "text lost: {:?}",
+            chunks
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn any_text_in_any_format_gives_documents_or_a_file_and_line_error(
+        text in kb_text(),
+        size in 1usize..300,
+        overlap in 0usize..150,
+    ) {
+        let lines = text.lines().count().max(1);
+        for (path, format) in [
+            ("in/kb.jsonl", Format::Jsonl),
+            ("in/kb.csv", Format::Csv),
+            ("in/kb.txt", Format::Text),
+            ("in/kb.md", Format::Markdown),
+        ] {
+            let origin = Origin::of(Path::new(path));
+            match parse(&text, format, &origin, ChunkConfig { size, overlap }) {
+                Ok(docs) => {
+                    for doc in docs {
+                        prop_assert!(!doc.body.trim().is_empty(), "{}: empty body {:?}", path, doc);
+                        if doc.kind == Kind::Qa {
+                            prop_assert!(!doc.title.trim().is_empty(), "{}: empty question {:?}", path, doc);
+                        }
+                        prop_assert!((1..=lines).contains(&doc.line), "{}: line {} of {}", path, doc.line, lines);
+                        prop_assert_eq!(&doc.origin, path);
+                    }
+                }
+                Err(err) => {
+                    let message = err.to_string();
+                    let line = message
+                        .strip_prefix(&format!("{path}:"))
+                        .and_then(|rest| rest.split_once(": "))
+                        .and_then(|(line, _)| line.parse::<usize>().ok());
+                    prop_assert!(
+                        line.is_some_and(|l| (1..=lines).contains(&l)),
+                        "not `{}:LINE: …` with LINE in 1..={}: {}", path, lines, message
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_text_within_size_and_overlap(
+        text in kb_text(),
+        size in 1usize..300,
+        overlap in 0usize..150,
+    ) {
+        let cfg = ChunkConfig { size, overlap };
+        let lines = text.lines().count().max(1);
+        let plain = chunk::plain(&text, cfg);
+        check_chunks(&plain, &text, lines, cfg)?;
+
+        // Each chunk after the first repeats the end of the one before, then a blank
+        // line: whole sentences of at most `overlap` characters (when that fits the size).
+        let overlap = overlap.min(size / 2);
+        for pair in plain.windows(2) {
+            let (before, after) = (&pair[0].text, &pair[1].text);
+            if overlap == 0 || size < overlap + 3 || before.ends_with(char::is_whitespace) {
+                continue;
+            }
+            let repeated = after.split_once("\n\n").map(|(head, _)| head);
+            prop_assert!(
+                after.char_indices().any(|(i, _)| {
+                    let head = &after[..i];
+                    i > 0 && after[i..].starts_with("\n\n") && before.ends_with(head) && head.chars().count() <= overlap
+                }),
+                "no overlap: {:?} then {:?} (head {:?})", before, after, repeated
+            );
+        }
+
+        // Markdown: the same, with heading lines (outside code fences) moved into titles.
+        let markdown = chunk::markdown(&text, cfg);
+        let mut fenced = false;
+        let body: String = text
+            .lines()
+            .filter(|line| {
+                let t = line.trim();
+                if t.starts_with("```") || t.starts_with("~~~") {
+                    fenced = !fenced;
+                }
+                let hashes = t.chars().take_while(|c| *c == '#').count();
+                let heading = !fenced && (1..=6).contains(&hashes) && t[hashes..].chars().next().is_none_or(|c| c == ' ');
+                !heading
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        check_chunks(&markdown, &body, lines, cfg)?;
     }
 }

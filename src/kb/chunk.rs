@@ -116,7 +116,13 @@ fn pack(title: &str, paragraphs: &[Paragraph], cfg: ChunkConfig, out: &mut Vec<C
                     line,
                 });
                 chars = tail.chars().count();
-                text = tail;
+                // Sizes too small for a tail, a separator and a piece go without overlap.
+                text = if chars + SEPARATOR.len() + piece_chars > size {
+                    chars = 0;
+                    String::new()
+                } else {
+                    tail
+                };
                 line = 0;
             }
             if line == 0 {
@@ -169,6 +175,8 @@ fn pieces(paragraph: &str, max: usize) -> Vec<String> {
     if !piece.is_empty() {
         out.push(piece);
     }
+    // A cut at a character count can leave a piece of whitespace alone.
+    out.retain(|p| !p.trim().is_empty());
     out
 }
 
@@ -270,6 +278,21 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].title, "");
         assert_eq!(chunks[0].text, "#1 第一\n\n第二段");
+    }
+
+    // Found by the chunk property in tests/properties.rs (issue 10).
+    #[test]
+    fn sizes_too_small_for_overlap_still_bound_every_chunk() {
+        for chunk in plain("ab\n\ncd", cfg(2, 1)) {
+            assert!(chunk.text.chars().count() <= 2, "{chunk:?}");
+        }
+    }
+
+    #[test]
+    fn a_cut_never_leaves_a_chunk_of_whitespace() {
+        let chunks = plain("a\u{b}\tb", cfg(1, 0));
+        let texts: Vec<_> = chunks.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b"]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `kb import`: files in, documents stored, all or nothing.
 //!
-//! 1. collect the files (directories recursively; unsupported files inside a
-//!    directory are skipped, named ones are an error);
+//! 1. collect the files (directories recursively; hidden entries and unsupported
+//!    files inside a directory are skipped, named ones are an error);
 //! 2. parse every file (a bad row stops the import with `file:line`);
 //! 3. plan against the store: content already stored is skipped, a changed document
 //!    with a known id replaces the old one, `--replace` also removes what its files no
@@ -81,13 +81,19 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
         })?;
         if meta.is_dir() {
             let mut found = Vec::new();
-            for entry in walkdir::WalkDir::new(path).follow_links(true) {
+            // Hidden entries below the named directory are skipped, and hidden folders
+            // are not entered (`.git`); the directory named itself is the user's choice.
+            let walk = walkdir::WalkDir::new(path)
+                .follow_links(true)
+                .into_iter()
+                .filter_entry(|e| {
+                    e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b".")
+                });
+            for entry in walk {
                 let entry = entry.map_err(|err| {
                     Error::Store(format!("cannot walk {}: {err}", path.display()))
                 })?;
-                let hidden =
-                    entry.file_name().to_string_lossy().starts_with('.') && entry.depth() > 0;
-                if entry.file_type().is_file() && !hidden && Format::of(entry.path()).is_some() {
+                if entry.file_type().is_file() && Format::of(entry.path()).is_some() {
                     found.push(entry.into_path());
                 }
             }
@@ -390,6 +396,43 @@ mod tests {
         assert_eq!(
             err,
             "f.jsonl:5: id `a` is already used by different content at f.jsonl:1; ids must be unique"
+        );
+    }
+
+    // Issue 10: `.git/objects/*.jsonl` was imported from inside a hidden folder.
+    #[test]
+    fn hidden_files_and_folders_are_skipped_at_every_depth_unless_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        for (path, text) in [
+            ("kb/a.md", "# a"),
+            ("kb/.git/objects/pack.jsonl", "{}"),
+            ("kb/.git/b.md", "# b"),
+            ("kb/sub/.cache/c.md", "# c"),
+            ("kb/sub/.d.md", "# d"),
+            ("kb/sub/e.md", "# e"),
+            (".shared/f.md", "# f"),
+            (".shared/.old/g.md", "# g"),
+            (".h.md", "# h"),
+        ] {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let names = |paths: &[&str]| -> Vec<String> {
+            let paths: Vec<PathBuf> = paths.iter().map(|p| root.join(p)).collect();
+            collect_files(&paths)
+                .unwrap()
+                .iter()
+                .map(|f| f.strip_prefix(&root).unwrap().display().to_string())
+                .collect()
+        };
+        assert_eq!(names(&["kb"]), ["kb/a.md", "kb/sub/e.md"]);
+        // A hidden folder or file named on the command line is the user's choice.
+        assert_eq!(names(&[".shared", ".h.md"]), [".shared/f.md", ".h.md"]);
+        assert_eq!(
+            names(&["kb/.git"]),
+            ["kb/.git/b.md", "kb/.git/objects/pack.jsonl"]
         );
     }
 

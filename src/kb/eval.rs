@@ -79,6 +79,14 @@ pub fn load(path: &Path) -> Result<Vec<Case>, Error> {
         })?;
         cases.push(case);
     }
+    if cases.is_empty() {
+        return Err(Error::Parse {
+            path: shown,
+            line: 1,
+            message: "no questions; write one {\"question\": …, \"expected\": [ids]} per line"
+                .into(),
+        });
+    }
     Ok(cases)
 }
 

@@ -8,17 +8,21 @@ use super::Error;
 use super::import::{self, Report};
 use super::store::Store;
 
-/// Imports `sample` when the store holds no documents; returns what was imported.
+/// Imports `sample` into a store that has never held a document; returns what was imported.
 ///
 /// `serve` calls this at start-up when no other source is configured. A missing sample
 /// file is not an error (the binary may run outside the source tree): it logs a warning
 /// and leaves the store empty.
 pub async fn seed_if_empty(store: &Store, sample: &Path) -> Result<Option<Report>, Error> {
     let probe = store.clone();
-    let count = tokio::task::spawn_blocking(move || probe.count())
-        .await
-        .map_err(|err| Error::Store(format!("count task failed: {err}")))??;
-    if count > 0 {
+    let (generation, count) = tokio::task::spawn_blocking(move || {
+        Ok::<_, Error>((probe.read(super::store::db::generation)?, probe.count()?))
+    })
+    .await
+    .map_err(|err| Error::Store(format!("count task failed: {err}")))??;
+    // A store that was ever written (imported into, emptied by `kb delete`) is the
+    // operator's, even when empty; a lost or truncated one does not open at all.
+    if generation > 0 || count > 0 {
         return Ok(None);
     }
     if !sample.exists() {

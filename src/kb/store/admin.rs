@@ -143,11 +143,19 @@ impl Store {
         self.write(&CancellationToken::new(), |tx| {
             let rowids: Vec<i64> = match selection {
                 Selection::All => collect(tx, "SELECT rowid FROM chunks", params![])?,
-                Selection::Origin(origin) => collect(
-                    tx,
-                    "SELECT rowid FROM chunks WHERE origin = ?1",
-                    params![origin],
-                )?,
+                Selection::Origin(origin) => {
+                    let found = collect(
+                        tx,
+                        "SELECT rowid FROM chunks WHERE origin = ?1",
+                        params![origin],
+                    )?;
+                    if found.is_empty() {
+                        return Err(Error::Store(format!(
+                            "no documents were imported from `{origin}`; nothing was deleted (see `kb stats`)"
+                        )));
+                    }
+                    found
+                }
                 Selection::Ids(ids) => {
                     let mut rowids = Vec::new();
                     for id in ids {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! data/kb.sqlite3   documents, metadata and vectors (source of truth, WAL mode)
-//! data/fulltext/    tantivy index with jieba segmentation (derived, rebuilt when stale)
+//! data/fulltext/    tantivy index with jieba segmentation (derived, rebuilt when stale or unreadable)
 //! ```
 //!
 //! Vectors are held in memory by [`vectors::VectorIndex`], loaded at open and reloaded
@@ -105,12 +105,50 @@ impl Store {
             source,
         })?;
         let db_path = data_dir.join(DB_FILE);
+        let fulltext_dir = data_dir.join(FULLTEXT_DIR);
+        // Looked at before `connect`, which would create an empty database.
+        let db_size = std::fs::metadata(&db_path).ok().map(|m| m.len());
+        let segmenter = Segmenter::new(cfg.user_dictionary.as_deref())?;
+        let opened = FullText::open(&fulltext_dir, segmenter.clone());
+        let indexed = opened
+            .as_ref()
+            .ok()
+            .map(FullText::generation)
+            .transpose()?
+            .flatten();
+        match db_size {
+            Some(0) => return Err(lost(&db_path, "is empty (0 bytes)", &fulltext_dir, &opened)),
+            None if opened.is_err() || indexed.is_some_and(|g| g > 0) => {
+                return Err(lost(&db_path, "is missing", &fulltext_dir, &opened));
+            }
+            _ => {}
+        }
         let conn = db::connect(&db_path)?;
+        if indexed.is_some_and(|g| g > 0) && db::generation(&conn)? == 0 {
+            return Err(lost(
+                &db_path,
+                "has never been written",
+                &fulltext_dir,
+                &opened,
+            ));
+        }
         if let (Some(stored), Some(e)) = (db::vector_model(&conn)?, &embeddings) {
             check_model(&data_dir, &stored, e.model(), e.dimensions())?;
         }
-        let segmenter = Segmenter::new(cfg.user_dictionary.as_deref())?;
-        let fulltext = FullText::open(&data_dir.join(FULLTEXT_DIR), segmenter)?;
+        let (fulltext, corrupt) = match opened {
+            Ok(fulltext) => (fulltext, false),
+            Err(err) => {
+                // The index is derived from SQLite: start it again.
+                tracing::warn!(%err, dir = %fulltext_dir.display(), "the full-text index cannot be opened; rebuilding it from kb.sqlite3");
+                let reopened = std::fs::remove_dir_all(&fulltext_dir)
+                    .map_err(|e| Error::Store(e.to_string()))
+                    .and_then(|()| FullText::open(&fulltext_dir, segmenter));
+                (
+                    reopened.map_err(|e| cannot_rebuild(&fulltext_dir, &err, &e))?,
+                    true,
+                )
+            }
+        };
         let store = Self {
             inner: Arc::new(Inner {
                 data_dir,
@@ -123,6 +161,12 @@ impl Store {
                 config: cfg.clone(),
             }),
         };
+        if corrupt {
+            let generation = store.read(db::generation)?;
+            store
+                .rebuild_fulltext(generation)
+                .map_err(|e| cannot_rebuild(&fulltext_dir, &"it was unreadable", &e))?;
+        }
         store.repair_fulltext()?;
         store.refresh_vectors()?;
         Ok(store)
@@ -301,6 +345,40 @@ impl Store {
             .map_err(|_| Error::Store("vector index lock poisoned".into()))? = Arc::new(index);
         Ok(())
     }
+}
+
+/// The database is gone or empty while its full-text index shows it held documents.
+fn lost(db: &Path, what: &str, fulltext: &Path, index: &Result<FullText, Error>) -> Error {
+    let index = match index {
+        Ok(ft) => match ft.generation() {
+            Ok(Some(g)) if g > 0 => format!(
+                "the full-text index in {} was built from write {g} of it",
+                fulltext.display()
+            ),
+            _ => format!("{} is already there", fulltext.display()),
+        },
+        Err(_) => format!("{} is already there (unreadable)", fulltext.display()),
+    };
+    Error::Store(format!(
+        "{} {what}, but {index}: the knowledge base was lost (truncated, moved or deleted) and was not \
+         replaced. Restore {} from a backup (the index holds no text to recover from); or, to start \
+         a new knowledge base in this directory, delete {} and {} and import again",
+        db.display(),
+        db.display(),
+        db.display(),
+        fulltext.display()
+    ))
+}
+
+/// The full-text index could neither be opened nor rebuilt.
+fn cannot_rebuild(dir: &Path, why: &dyn std::fmt::Display, err: &Error) -> Error {
+    Error::Store(format!(
+        "the full-text index in {} cannot be opened ({why}) and rebuilding it failed ({err}); \
+         stop every ragstream using this data directory, delete {} and start again (it is \
+         rebuilt from kb.sqlite3)",
+        dir.display(),
+        dir.display()
+    ))
 }
 
 /// Fails when the configured model cannot produce vectors comparable with the stored ones.

@@ -114,6 +114,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kb(command) => {
             // Only the [kb] table matters here: a broken [llm] must not block imports.
             let raw = RawConfig::load(path.as_deref())?;
+            let problems = raw.kb.problems();
+            if !problems.is_empty() {
+                return Err(crate::config::Error::Invalid(problems).into());
+            }
             crate::kb::cli::run(command, &raw.kb).await?;
             Ok(0)
         }

@@ -220,6 +220,8 @@ impl RawConfig {
         let mut raw: Self = figment
             .extract()
             .map_err(|err| Error::Load(err.to_string()))?;
+        // MINIMAX_API_KEY / MINIMAX_GROUP_ID, as the classic back end read them.
+        raw.kb.apply_env();
         raw.env_warnings = ignored_variables(std::env::vars_os().map(|(key, _)| key));
         Ok(raw)
     }
@@ -244,7 +246,7 @@ impl RawConfig {
         ));
         problems.extend(self.chat.problems());
         self.check_tools(&mut problems);
-        self.check_kb(&mut problems);
+        problems.extend(self.kb.problems());
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
@@ -323,36 +325,6 @@ impl RawConfig {
                 })
                 .collect(),
         })
-    }
-
-    fn check_kb(&self, problems: &mut Vec<String>) {
-        let search = &self.kb.search;
-        if !(0.0..=1.0).contains(&search.min_score) {
-            problems.push(format!(
-                "kb.search.min_score {} must be between 0 and 1",
-                search.min_score
-            ));
-        }
-        if search.top_k == 0 {
-            problems.push("kb.search.top_k must be at least 1".into());
-        }
-        if self.kb.embeddings.query_timeout_ms == 0 {
-            problems.push("kb.embeddings.query_timeout_ms must be above 0".into());
-        }
-        if self.kb.chunk.overlap >= self.kb.chunk.size {
-            problems.push(format!(
-                "kb.chunk.overlap ({}) must be smaller than kb.chunk.size ({})",
-                self.kb.chunk.overlap, self.kb.chunk.size
-            ));
-        }
-        if let Some(path) = &self.kb.user_dictionary {
-            if !path.is_file() {
-                problems.push(format!(
-                    "kb.user_dictionary: {} is not a file",
-                    path.display()
-                ));
-            }
-        }
     }
 
     fn check_tools(&self, problems: &mut Vec<String>) {

@@ -470,3 +470,68 @@ async fn check_config_probes_the_provider_and_hints_at_a_missing_v1() {
         "{stdout}"
     );
 }
+
+/// MiniMax embeddings as the classic back end configured them: key and group id
+/// in the environment, not in the file.
+fn minimax_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("minimax.toml");
+    std::fs::write(&path, "[kb.embeddings]\nprovider = \"minimax\"\n").unwrap();
+    path
+}
+
+#[test]
+fn minimax_credentials_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = minimax_config(dir.path());
+    let (output, stdout, _) = run(ragstream()
+        .args(["check-config", "--no-probe", "--config"])
+        .arg(&path)
+        .env("MINIMAX_API_KEY", "mm-secret-key-123456")
+        .env("MINIMAX_GROUP_ID", "1782658868262748467"));
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        !stdout.contains("secret-key-123456"),
+        "the key leaked:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("api_key = \"mm-*** (20 chars)\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("group_id = \"1782658868262748467\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn minimax_without_credentials_is_refused_by_check_config_and_kb_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = minimax_config(dir.path());
+    let (output, stdout, _) = run(ragstream()
+        .args(["check-config", "--no-probe", "--config"])
+        .arg(&path));
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("MINIMAX_API_KEY"), "{stdout}");
+    assert!(stdout.contains("MINIMAX_GROUP_ID"), "{stdout}");
+
+    let (output, _, stderr) = run(ragstream()
+        .args(["--config"])
+        .arg(&path)
+        .args(["kb", "stats"]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("needs kb.embeddings.api_key or MINIMAX_API_KEY"),
+        "{stderr}"
+    );
+
+    std::fs::write(&path, "[kb.search]\ntop_k = 0\n").unwrap();
+    let (output, _, stderr) = run(ragstream()
+        .args(["--config"])
+        .arg(&path)
+        .args(["kb", "search", "自伤"]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("kb.search.top_k must be at least 1"),
+        "{stderr}"
+    );
+}

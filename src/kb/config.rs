@@ -75,6 +75,40 @@ impl KbConfig {
         }
     }
 
+    /// What is wrong with these settings, one line each (empty when they can work).
+    ///
+    /// `serve`, `ask`, `check-config` and every `kb` command refuse a config with problems,
+    /// so a setting that cannot work is reported before anything runs.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let search = &self.search;
+        if !(0.0..=1.0).contains(&search.min_score) {
+            problems.push(format!(
+                "kb.search.min_score {} must be between 0 and 1",
+                search.min_score
+            ));
+        }
+        if search.top_k == 0 {
+            problems.push("kb.search.top_k must be at least 1".into());
+        }
+        if self.chunk.overlap >= self.chunk.size {
+            problems.push(format!(
+                "kb.chunk.overlap ({}) must be smaller than kb.chunk.size ({})",
+                self.chunk.overlap, self.chunk.size
+            ));
+        }
+        if let Some(path) = &self.user_dictionary {
+            if !path.is_file() {
+                problems.push(format!(
+                    "kb.user_dictionary: {} is not a file",
+                    path.display()
+                ));
+            }
+        }
+        problems.extend(self.embeddings.problems());
+        problems
+    }
+
     /// The search limits as the [`KnowledgeBase`](super::KnowledgeBase) trait takes them.
     pub fn search_params(&self) -> SearchParams {
         SearchParams {
@@ -139,6 +173,48 @@ impl Default for EmbeddingsConfig {
             timeout_secs: 60,
             query_timeout_ms: 2_000,
         }
+    }
+}
+
+impl EmbeddingsConfig {
+    /// What is wrong with the embeddings settings, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.query_timeout_ms == 0 {
+            problems.push("kb.embeddings.query_timeout_ms must be above 0".into());
+        }
+        if self.provider == Provider::None {
+            return problems;
+        }
+        if self.batch_size == 0 {
+            problems.push("kb.embeddings.batch_size must be at least 1".into());
+        }
+        if self.dimensions == Some(0) {
+            problems.push("kb.embeddings.dimensions must be above 0 (or left out)".into());
+        }
+        if let Some(base) = &self.base_url {
+            if reqwest::Url::parse(base).is_err() {
+                problems.push(format!(
+                    "kb.embeddings.base_url {:?} is not a URL (e.g. https://api.openai.com/v1)",
+                    crate::secret::redact(base)
+                ));
+            }
+        }
+        if self.provider == Provider::Minimax {
+            if self.api_key.as_ref().is_none_or(|k| k.expose().is_empty()) {
+                problems.push(
+                    "kb.embeddings.provider `minimax` needs kb.embeddings.api_key or MINIMAX_API_KEY"
+                        .into(),
+                );
+            }
+            if self.group_id.as_deref().is_none_or(str::is_empty) {
+                problems.push(
+                    "kb.embeddings.provider `minimax` needs kb.embeddings.group_id or MINIMAX_GROUP_ID"
+                        .into(),
+                );
+            }
+        }
+        problems
     }
 }
 

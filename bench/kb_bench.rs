@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use ragstream::kb::config::{EmbeddingsConfig, KbConfig};
 use ragstream::kb::embed::{Embeddings, Failure, Provide, Purpose};
 use ragstream::kb::import::{Options, Silent};
-use ragstream::kb::{SearchParams, Store};
+use ragstream::kb::{KnowledgeBaseAdmin, SearchParams, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Command-line settings.
@@ -241,7 +241,7 @@ async fn main() {
     let mut empty = 0;
     let ft = measure(queries.len(), |i| {
         let hits = store
-            .search_with_vector(&queries[i], None, &params)
+            .search_blocking(&queries[i], None, &params)
             .expect("search");
         empty += usize::from(hits.is_empty());
     });
@@ -264,7 +264,7 @@ async fn main() {
     let index = hybrid_store.vector_index().expect("vectors");
     let hy = measure(queries.len(), |i| {
         hybrid_store
-            .search_with_vector(&queries[i], Some(&vectors[i]), &params)
+            .search_blocking(&queries[i], Some(&vectors[i]), &params)
             .expect("search");
     });
     let mut found = 0;

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Backend, Config};
 use crate::engine::Engine;
-use crate::kb::{KnowledgeBase, Store};
+use crate::kb::{KnowledgeBase, SharedStore};
 use crate::server::settings::Limits;
 use crate::server::{self, AppState};
 use crate::tools::knowledge_base::KnowledgeBaseTool;
@@ -33,18 +33,18 @@ pub enum Error {
     },
 }
 
-/// Opens the embedded knowledge base and seeds it with the sample when empty.
-pub async fn open_kb(config: &Config) -> Result<Store, Error> {
-    let store = crate::kb::open(&config.kb).await?;
-    if let Some(report) = crate::kb::seed_if_empty(&store, &config.kb.sample).await? {
+/// Opens the configured knowledge base and seeds it with the sample if it never held
+/// a document.
+pub async fn open_kb(config: &Config) -> Result<SharedStore, Error> {
+    let store = crate::kb::connect(&config.kb).await?;
+    if let Some(report) = crate::kb::seed_if_empty(store.as_ref(), &config.kb.sample).await? {
         tracing::info!(added = report.added, sample = %config.kb.sample.display(), "knowledge base seeded");
     }
     Ok(store)
 }
 
 /// Builds the engine over an open store: model client, tools, knowledge base.
-pub fn engine(config: &Config, store: &Store) -> Result<Arc<Engine>, Error> {
-    let kb: Arc<dyn KnowledgeBase> = Arc::new(store.clone());
+pub fn engine(config: &Config, kb: &Arc<dyn KnowledgeBase>) -> Result<Arc<Engine>, Error> {
     let search = config.kb.search_params();
     let llm = config
         .llm
@@ -65,7 +65,7 @@ pub fn engine(config: &Config, store: &Store) -> Result<Arc<Engine>, Error> {
             match raw.backend {
                 Backend::KnowledgeBase => Arc::new(KnowledgeBaseTool::new(
                     spec,
-                    Arc::clone(&kb),
+                    Arc::clone(kb),
                     search,
                     raw.query_argument.clone(),
                 )) as Arc<dyn Tool>,
@@ -75,7 +75,7 @@ pub fn engine(config: &Config, store: &Store) -> Result<Arc<Engine>, Error> {
     Ok(Arc::new(Engine::new(
         llm,
         Registry::new(tools),
-        Some(kb),
+        Some(Arc::clone(kb)),
         config.chat.clone(),
         search,
     )))
@@ -95,8 +95,8 @@ pub async fn bind(config: &Config) -> Result<TcpListener, Error> {
 pub struct App {
     /// Answers questions.
     engine: Arc<Engine>,
-    /// The embedded knowledge base, for the hit-test endpoint.
-    store: Store,
+    /// The knowledge base's read side, for the hit-test endpoint.
+    kb: Arc<dyn KnowledgeBase>,
     /// Search parameters from the config.
     search: crate::kb::SearchParams,
     /// Request limits.
@@ -108,10 +108,10 @@ pub struct App {
 /// Opens the knowledge base and builds the engine: everything that can fail
 /// before the server binds and says it is listening.
 pub async fn prepare(config: &Config) -> Result<App, Error> {
-    let store = open_kb(config).await?;
+    let kb = open_kb(config).await?.reader();
     Ok(App {
-        engine: engine(config, &store)?,
-        store,
+        engine: engine(config, &kb)?,
+        kb,
         search: config.kb.search_params(),
         limits: config.limits,
         tools: config.tools.iter().map(|t| t.name.clone()).collect(),
@@ -164,7 +164,7 @@ impl App {
         let streams = Arc::new(tokio::sync::Semaphore::new(limits.max_streams));
         let state = AppState {
             engine: self.engine,
-            store: self.store,
+            kb: self.kb,
             search: self.search,
             limits,
             streams: Arc::clone(&streams),

@@ -190,8 +190,8 @@ async fn ask(
     }
     let config = raw.lift()?;
     warn_about(&config);
-    let store = crate::app::open_kb(&config).await?;
-    let engine = crate::app::engine(&config, &store)?;
+    let kb = crate::app::open_kb(&config).await?.reader();
+    let engine = crate::app::engine(&config, &kb)?;
     let mut events = std::pin::pin!(engine.answer(vec![Message::text(Role::User, question)]));
     let mut stdout = std::io::stdout();
     let mut code = 0;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ragstream::kb::config::{KbConfig, Provider};
 use ragstream::kb::embed::Embeddings;
 use ragstream::kb::import::{Options, Silent};
-use ragstream::kb::{Error, Store};
+use ragstream::kb::{Error, KnowledgeBase, KnowledgeBaseAdmin, Store};
 use serde_json::json;
 use support::embed_server::EmbedServer;
 use support::kb::{config, import, params, sample, write};

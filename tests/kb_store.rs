@@ -3,8 +3,8 @@
 mod support;
 
 use ragstream::kb::import::Options;
-use ragstream::kb::store::admin::Selection;
 use ragstream::kb::{KnowledgeBase, SearchParams, eval, open};
+use ragstream::kb::{KnowledgeBaseAdmin, Selection};
 use support::kb::{config, ids, import, params, sample, sample_eval, write};
 use tokio_util::sync::CancellationToken;
 

@@ -9,8 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::config::KbConfig;
-use super::store::{Store, admin::Selection};
-use super::{SearchParams, eval, import};
+use super::{KnowledgeBaseAdmin, SearchParams, Selection, eval, import};
 
 /// Where the store lives; overrides `kb.data_dir` of the config.
 #[derive(Debug, Clone, Default, Args)]
@@ -137,7 +136,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
     if let Some(dir) = cmd.data() {
         cfg.data_dir = dir.clone();
     }
-    let store = super::open(&cfg).await.with_context(|| {
+    let store = super::connect(&cfg).await.with_context(|| {
         format!(
             "cannot open the knowledge base in {}",
             cfg.data_dir.display()
@@ -149,7 +148,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
             replace,
             quiet,
             ..
-        } => import_cmd(&store, &paths, replace, quiet, out).await,
+        } => import_cmd(store.as_ref(), &paths, replace, quiet, out).await,
         KbCommand::List {
             origin,
             limit,
@@ -159,7 +158,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
         } => {
             let origin =
                 origin.map(|o| std::fs::canonicalize(&o).unwrap_or(o).display().to_string());
-            let listed = blocking(move || store.list(origin.as_deref(), limit, offset)).await?;
+            let listed = store.list(origin, limit, offset).await?;
             for doc in listed {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&doc)?)?;
@@ -179,7 +178,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
             Ok(())
         }
         KbCommand::Stats { json, .. } => {
-            let stats = blocking(move || store.stats()).await?;
+            let stats = store.stats().await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&stats)?)?;
                 return Ok(());
@@ -217,7 +216,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
                 }
                 (false, None) => Selection::Ids(ids),
             };
-            let removed = blocking(move || store.delete(&selection)).await?;
+            let removed = store.delete(selection).await?;
             writeln!(out, "deleted {removed} documents")?;
             Ok(())
         }
@@ -253,7 +252,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
         KbCommand::Eval { file, k, json, .. } => {
             let cases = eval::load(&file)?;
             let params: SearchParams = cfg.search_params();
-            let report = eval::run(&store, &cases, k, &params).await?;
+            let report = eval::run(store.reader().as_ref(), &cases, k, &params).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
                 return Ok(());
@@ -277,7 +276,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
 
 /// `kb import`: Ctrl-C cancels, a bar shows progress on a terminal.
 async fn import_cmd(
-    store: &Store,
+    store: &dyn KnowledgeBaseAdmin,
     paths: &[PathBuf],
     replace: bool,
     quiet: bool,
@@ -344,13 +343,6 @@ impl import::Progress for Bar {
     fn finish(&self) {
         self.bar.finish_and_clear();
     }
-}
-
-/// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, super::Error> + Send + 'static,
-) -> anyhow::Result<T> {
-    Ok(tokio::task::spawn_blocking(f).await??)
 }
 
 /// The first `max` characters of `text` on one line.

@@ -99,8 +99,6 @@ pub async fn run(
 ) -> Result<Report, Error> {
     let params = SearchParams {
         top_k: k,
-        // The context budget would drop hits that still count for retrieval quality.
-        max_context_chars: usize::MAX,
         ..*params
     };
     let mut recall = 0.0;
@@ -141,17 +139,61 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kb::memory::MemoryStore;
+    use crate::kb::{DetailedHit, Hit};
+
+    /// Fixed rankings, so the arithmetic is what is tested here; `kb eval` on the
+    /// real store is tested in tests/kb_cli.rs.
+    struct Ranked;
+
+    #[async_trait::async_trait]
+    impl KnowledgeBase for Ranked {
+        async fn embed_query(&self, _: &str) -> Option<Vec<f32>> {
+            None
+        }
+
+        async fn search_with_vector(
+            &self,
+            query: &str,
+            _: Option<Vec<f32>>,
+            params: &SearchParams,
+        ) -> Result<Vec<DetailedHit>, Error> {
+            let ids: &[&str] = match query {
+                "孩子自伤" => &["b", "a", "c"],
+                "挑食" => &["c"],
+                _ => &[],
+            };
+            Ok(ids
+                .iter()
+                .take(params.top_k)
+                .enumerate()
+                .map(|(i, id)| DetailedHit {
+                    hit: Hit {
+                        id: (*id).into(),
+                        title: String::new(),
+                        answer: None,
+                        text: String::new(),
+                        source: String::new(),
+                        score: 1.0,
+                    },
+                    rank: i + 1,
+                    fulltext_rank: Some(i + 1),
+                    fulltext_score: Some(1.0),
+                    vector_rank: None,
+                    vector_score: None,
+                    rrf_score: 0.0,
+                    tags: Vec::new(),
+                })
+                .collect())
+        }
+
+        async fn ready(&self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
 
     #[tokio::test]
     async fn recall_and_mrr_count_ranks_within_k() {
-        let kb = MemoryStore::parse(
-            r#"{"id":"a","question":"孩子自伤怎么办","answer":"保证安全"}
-{"id":"b","question":"孩子自伤","answer":"记录行为"}
-{"id":"c","question":"挑食怎么办","answer":"逐步尝试"}"#,
-            "kb.jsonl",
-        )
-        .unwrap();
+        let kb = Ranked;
         let cases = vec![
             Case {
                 question: "孩子自伤".into(),

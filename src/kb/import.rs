@@ -9,22 +9,23 @@
 //! 4. embed only what is new (the slow, fallible part; nothing is written yet);
 //! 5. write everything in one SQLite transaction, then update the full-text index.
 //!
+//! Steps 1 and 2 ([`read_documents`]) are the same for every store; steps 3 to 5 are
+//! the store's own ([`KnowledgeBaseAdmin::import`](super::KnowledgeBaseAdmin::import);
+//! the embedded store's in `store/import.rs`).
+//!
 //! Cancellation (Ctrl-C) is honoured up to the commit; a failure at any step leaves
 //! the store exactly as it was.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
+use super::config::ChunkConfig;
 use super::document::Document;
-use super::embed::Purpose;
 use super::formats::{self, Format};
-use super::store::fulltext::Entry;
-use super::store::{Changes, Store, check_model, db};
 
 /// Options of one import.
 #[derive(Debug, Clone, Default)]
@@ -120,223 +121,42 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
-/// The import plan: what to write once the vectors are in.
-#[derive(Debug, Default)]
-struct Plan {
-    /// Documents to insert (new or changed).
-    insert: Vec<Document>,
-    /// Rowids to delete (changed documents' old rows, `--replace` leftovers).
-    delete: Vec<i64>,
-    /// The report so far.
-    report: Report,
+/// The documents of an import, parsed and deduplicated, before any store sees them.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The files read, sorted.
+    pub files: Vec<PathBuf>,
+    /// Their documents, repeated content dropped.
+    pub docs: Vec<Document>,
 }
 
-impl Store {
-    /// Imports `paths` as one atomic change. See the module docs for the steps.
-    pub async fn import(
-        &self,
-        paths: &[PathBuf],
-        options: &Options,
-        cancel: &CancellationToken,
-        progress: &dyn Progress,
-    ) -> Result<Report, Error> {
-        let result = self.import_inner(paths, options, cancel, progress).await;
-        progress.finish();
-        result
-    }
-
-    /// [`Store::import`] without the final progress call.
-    async fn import_inner(
-        &self,
-        paths: &[PathBuf],
-        options: &Options,
-        cancel: &CancellationToken,
-        progress: &dyn Progress,
-    ) -> Result<Report, Error> {
-        let files = collect_files(paths)?;
-        progress.start("parse", files.len() as u64);
-        let chunk_cfg = self.config().chunk;
-        let mut docs = Vec::new();
-        for (i, file) in files.iter().enumerate() {
-            if cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let file = file.clone();
-            let parsed = tokio::task::spawn_blocking(move || formats::read(&file, chunk_cfg))
-                .await
-                .map_err(|err| Error::Store(format!("parse task failed: {err}")))??;
-            docs.extend(parsed);
-            progress.set(i as u64 + 1);
+/// Steps 1 and 2, the same for every store: collects the files under `paths`, parses
+/// them on blocking threads (a bad row stops with `file:line`), and drops repeated
+/// content.
+pub async fn read_documents(
+    paths: &[PathBuf],
+    chunk: ChunkConfig,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<Parsed, Error> {
+    let files = collect_files(paths)?;
+    progress.start("parse", files.len() as u64);
+    let mut docs = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
         }
-        let docs = dedupe(docs)?;
-        let origins: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-
-        let store = self.clone();
-        let replace = options.replace;
-        let mut plan = tokio::task::spawn_blocking(move || store.plan(docs, &origins, replace))
+        let file = file.clone();
+        let parsed = tokio::task::spawn_blocking(move || formats::read(&file, chunk))
             .await
-            .map_err(|err| Error::Store(format!("plan task failed: {err}")))??;
-        plan.report.files = files.len();
-
-        let vectors = self.embed_plan(&plan, cancel, progress).await?;
-        plan.report.embedded = vectors.as_ref().map_or(0, Vec::len);
-
-        progress.start("store", plan.insert.len() as u64);
-        let store = self.clone();
-        let cancel = cancel.clone();
-        let model = self.embeddings().map(|e| e.model().to_owned());
-        tokio::task::spawn_blocking(move || store.apply(plan, vectors, model, &cancel))
-            .await
-            .map_err(|err| Error::Store(format!("store task failed: {err}")))?
+            .map_err(|err| Error::Store(format!("parse task failed: {err}")))??;
+        docs.extend(parsed);
+        progress.set(i as u64 + 1);
     }
-
-    /// Compares the parsed documents with the store (read-only).
-    fn plan(&self, docs: Vec<Document>, origins: &[String], replace: bool) -> Result<Plan, Error> {
-        self.read(|conn| {
-            let mut plan = Plan::default();
-            plan.report.documents = docs.len();
-            let mut by_hash = conn
-                .prepare_cached("SELECT rowid FROM chunks WHERE hash = ?1")
-                .map_err(db::sql)?;
-            let mut by_id = conn
-                .prepare_cached("SELECT rowid FROM chunks WHERE id = ?1")
-                .map_err(db::sql)?;
-            let mut keep: HashSet<i64> = HashSet::new();
-            for doc in docs {
-                if let Some(rowid) = by_hash
-                    .query_row([&doc.hash], |r| r.get::<_, i64>(0))
-                    .optional()
-                    .map_err(db::sql)?
-                {
-                    keep.insert(rowid);
-                    plan.report.unchanged += 1;
-                    continue;
-                }
-                if let Some(rowid) = by_id
-                    .query_row([&doc.id], |r| r.get::<_, i64>(0))
-                    .optional()
-                    .map_err(db::sql)?
-                {
-                    plan.delete.push(rowid);
-                    plan.report.updated += 1;
-                } else {
-                    plan.report.added += 1;
-                }
-                plan.insert.push(doc);
-            }
-            if replace {
-                let mut stmt = conn
-                    .prepare_cached("SELECT rowid FROM chunks WHERE origin = ?1")
-                    .map_err(db::sql)?;
-                for origin in origins {
-                    let rows = stmt
-                        .query_map([origin], |r| r.get::<_, i64>(0))
-                        .map_err(db::sql)?;
-                    for rowid in rows {
-                        let rowid = rowid.map_err(db::sql)?;
-                        if !keep.contains(&rowid) && !plan.delete.contains(&rowid) {
-                            plan.delete.push(rowid);
-                            plan.report.removed += 1;
-                        }
-                    }
-                }
-            }
-            Ok(plan)
-        })
-    }
-
-    /// Embeds the documents to insert, checking the vectors fit the store.
-    async fn embed_plan(
-        &self,
-        plan: &Plan,
-        cancel: &CancellationToken,
-        progress: &dyn Progress,
-    ) -> Result<Option<Vec<Vec<f32>>>, Error> {
-        let Some(embeddings) = self.embeddings() else {
-            return Ok(None);
-        };
-        if plan.insert.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        let texts: Vec<String> = plan.insert.iter().map(Document::embedding_text).collect();
-        progress.start("embed", texts.len() as u64);
-        let report = |done: usize| progress.set(done as u64);
-        let vectors = tokio::select! {
-            result = embeddings.embed(&texts, Purpose::Document, &report) => result?,
-            () = cancel.cancelled() => return Err(Error::Cancelled),
-        };
-        let store = self.clone();
-        let stored = tokio::task::spawn_blocking(move || store.read(db::vector_model))
-            .await
-            .map_err(|err| Error::Store(format!("check task failed: {err}")))??;
-        if let (Some(stored), Some(first)) = (stored, vectors.first()) {
-            check_model(self.data_dir(), &stored, embeddings.model(), None)?;
-            if first.len() != stored.1 {
-                return Err(Error::DimensionMismatch {
-                    data_dir: self.data_dir().display().to_string(),
-                    stored_dim: stored.1,
-                    stored_model: stored.0,
-                    model: embeddings.model().to_owned(),
-                    got: format!("returns {}-dimension vectors", first.len()),
-                });
-            }
-        }
-        Ok(Some(vectors))
-    }
-
-    /// Writes the plan in one transaction.
-    fn apply(
-        &self,
-        plan: Plan,
-        vectors: Option<Vec<Vec<f32>>>,
-        model: Option<String>,
-        cancel: &CancellationToken,
-    ) -> Result<Report, Error> {
-        let Plan {
-            insert,
-            delete,
-            mut report,
-        } = plan;
-        self.write(cancel, |tx| {
-            db::delete_rowids(tx, &delete)?;
-            let mut added = Vec::with_capacity(insert.len());
-            for (i, doc) in insert.into_iter().enumerate() {
-                if i % 1024 == 0 && cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                let vector = vectors.as_ref().and_then(|v| v.get(i)).map(Vec::as_slice);
-                let Some(rowid) = db::insert(tx, &doc, vector).map_err(|err| at(&doc, err))? else {
-                    // Stored meanwhile by a concurrent import of the same content.
-                    report.added = report.added.saturating_sub(1);
-                    report.unchanged += 1;
-                    continue;
-                };
-                added.push(Entry {
-                    rowid,
-                    title: doc.title,
-                    body: doc.body,
-                });
-            }
-            let dim = vectors.as_ref().and_then(|v| v.first()).map(Vec::len);
-            db::sync_vector_model(tx, model.as_deref().zip(dim))?;
-            Ok((
-                report,
-                Changes {
-                    deleted: delete,
-                    added,
-                },
-            ))
-        })
-    }
-}
-
-/// Names the document's file and line in a storage error.
-fn at(doc: &Document, err: Error) -> Error {
-    Error::Parse {
-        path: doc.origin.clone(),
-        line: doc.line,
-        message: format!("cannot store document `{}`: {err}", doc.id),
-    }
+    Ok(Parsed {
+        docs: dedupe(docs)?,
+        files,
+    })
 }
 
 /// Drops repeated content and rejects one id used for two different contents.

@@ -1,11 +1,18 @@
 //! The knowledge base: what the knowledge-base tool searches.
 //!
-//! The engine only sees the [`KnowledgeBase`] trait; stores plug in behind it.
-//! [`memory::MemoryStore`] reads a JSONL file of question/answer documents;
+//! Two traits are the seam every store plugs in behind:
+//! - [`KnowledgeBase`], the read side the engine, tools and server use: searches
+//!   (plain, detailed, with a query vector given), query embedding, readiness;
+//! - [`KnowledgeBaseAdmin`], the write side the `kb` commands and seeding use:
+//!   import, list, stats, delete.
+//!
+//! What does not depend on a store stays here: the import formats and the parse →
+//! dedupe steps of [`import`], chunking, segmentation, embeddings providers, eval.
 //! [`store::Store`] is the embedded store in the data directory (SQLite for documents
-//! and vectors, tantivy with jieba for BM25), filled by [`import`] and searched by
-//! hybrid full-text + vector retrieval ([`search`]). [`cli`] holds the `kb` commands.
+//! and vectors, tantivy with jieba for BM25, hybrid ranking in `store::search`).
+//! [`cli`] holds the `kb` commands.
 
+pub mod admin;
 pub mod chunk;
 pub mod cli;
 pub mod config;
@@ -14,16 +21,16 @@ pub mod embed;
 pub mod eval;
 pub mod formats;
 pub mod import;
-pub mod memory;
-pub mod search;
 pub mod seed;
 pub mod segment;
 pub mod store;
 
+pub use admin::{KnowledgeBaseAdmin, Listed, Selection, Stats};
 pub use config::KbConfig;
-pub use search::DetailedHit;
 pub use seed::seed_if_empty;
 pub use store::{Store, open};
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -121,6 +128,28 @@ pub struct Hit {
     pub score: f32,
 }
 
+/// A hit with the evidence behind it, for the hit-test endpoint and `kb search`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DetailedHit {
+    /// What the model gets.
+    #[serde(flatten)]
+    pub hit: Hit,
+    /// Position in the final ranking, from 1.
+    pub rank: usize,
+    /// Position in the full-text ranking, if the row was in it.
+    pub fulltext_rank: Option<usize>,
+    /// Full-text score (0..=1), if the row was in the full-text ranking.
+    pub fulltext_score: Option<f32>,
+    /// Position in the vector ranking, if the row was in it.
+    pub vector_rank: Option<usize>,
+    /// Cosine similarity, when the query and the row both have vectors.
+    pub vector_score: Option<f32>,
+    /// Reciprocal-rank-fusion value that ordered the hits.
+    pub rrf_score: f32,
+    /// Tags of the document.
+    pub tags: Vec<String>,
+}
+
 /// Searches `kb` and records the latency metric.
 pub async fn timed_search(
     kb: &dyn KnowledgeBase,
@@ -133,14 +162,55 @@ pub async fn timed_search(
     result
 }
 
-/// A searchable store of documents.
+/// The read side of a store: what answering a question needs.
+///
+/// Searches embed the query with the store's embeddings provider when it has one;
+/// [`KnowledgeBase::embed_query`] and [`KnowledgeBase::search_with_vector`] split that
+/// in two, so a caller can embed once and search several times (prefetching).
 #[async_trait]
 pub trait KnowledgeBase: Send + Sync {
-    /// Returns the hits for `query`, best first, within `params`.
-    async fn search(&self, query: &str, params: &SearchParams) -> Result<Vec<Hit>, Error>;
+    /// The hits for `query`, best first, within `params`.
+    async fn search(&self, query: &str, params: &SearchParams) -> Result<Vec<Hit>, Error> {
+        Ok(self
+            .search_detailed(query, params)
+            .await?
+            .into_iter()
+            .map(|d| d.hit)
+            .collect())
+    }
+
+    /// The hits with the evidence behind them (ranks and scores per ranking), for
+    /// `/api/kb/search` and `kb search`.
+    async fn search_detailed(
+        &self,
+        query: &str,
+        params: &SearchParams,
+    ) -> Result<Vec<DetailedHit>, Error> {
+        let vector = self.embed_query(query).await;
+        self.search_with_vector(query, vector, params).await
+    }
+
+    /// The query's vector, or `None` when the store has no embeddings provider or the
+    /// provider failed within its query budget (the search then uses full text alone).
+    async fn embed_query(&self, query: &str) -> Option<Vec<f32>>;
+
+    /// Searches with a query vector computed earlier (`None`: full text only).
+    async fn search_with_vector(
+        &self,
+        query: &str,
+        vector: Option<Vec<f32>>,
+        params: &SearchParams,
+    ) -> Result<Vec<DetailedHit>, Error>;
 
     /// Whether the store is reachable (for `/readyz`).
-    async fn ready(&self) -> Result<(), Error> {
-        Ok(())
-    }
+    async fn ready(&self) -> Result<(), Error>;
+}
+
+/// A store opened for reading and writing, with both of its sides.
+pub type SharedStore = Arc<dyn KnowledgeBaseAdmin>;
+
+/// Opens the store `cfg` configures (today the embedded one in `cfg.data_dir`),
+/// creating an empty one if needed.
+pub async fn connect(cfg: &KbConfig) -> Result<SharedStore, Error> {
+    Ok(Arc::new(store::open(cfg).await?))
 }

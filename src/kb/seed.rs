@@ -4,25 +4,22 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use super::Error;
 use super::import::{self, Report};
-use super::store::Store;
+use super::{Error, KnowledgeBaseAdmin};
 
 /// Imports `sample` into a store that has never held a document; returns what was imported.
 ///
 /// `serve` calls this at start-up when no other source is configured. A missing sample
 /// file is not an error (the binary may run outside the source tree): it logs a warning
 /// and leaves the store empty.
-pub async fn seed_if_empty(store: &Store, sample: &Path) -> Result<Option<Report>, Error> {
-    let probe = store.clone();
-    let (generation, count) = tokio::task::spawn_blocking(move || {
-        Ok::<_, Error>((probe.read(super::store::db::generation)?, probe.count()?))
-    })
-    .await
-    .map_err(|err| Error::Store(format!("count task failed: {err}")))??;
+pub async fn seed_if_empty(
+    store: &dyn KnowledgeBaseAdmin,
+    sample: &Path,
+) -> Result<Option<Report>, Error> {
+    let stats = store.stats().await?;
     // A store that was ever written (imported into, emptied by `kb delete`) is the
     // operator's, even when empty; a lost or truncated one does not open at all.
-    if generation > 0 || count > 0 {
+    if stats.generation > 0 || stats.documents > 0 {
         return Ok(None);
     }
     if !sample.exists() {

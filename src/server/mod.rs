@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use crate::engine::{Engine, Event};
 use crate::error::Code;
-use crate::kb::{SearchParams, Store};
+use crate::kb::{KnowledgeBase, SearchParams};
 use crate::telemetry;
 use encode::{Encoded, Encoder};
 use error::{ApiError, Cause};
@@ -45,8 +45,8 @@ use text::PlainText;
 pub struct AppState {
     /// Answers questions.
     pub engine: Arc<Engine>,
-    /// The embedded knowledge base, for the hit-test endpoint.
-    pub store: Store,
+    /// The knowledge base's read side, for the hit-test endpoint.
+    pub kb: Arc<dyn KnowledgeBase>,
     /// Search parameters from the config.
     pub search: SearchParams,
     /// Request limits.
@@ -211,7 +211,7 @@ async fn kb_search(
         ..app.search
     };
     let started = std::time::Instant::now();
-    let hits = app.store.search_detailed(q, &params).await?;
+    let hits = app.kb.search_detailed(q, &params).await?;
     Ok(Json(json!({
         "query": q,
         "top_k": params.top_k,

@@ -80,16 +80,16 @@ impl Tool for KnowledgeBaseTool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kb::memory::MemoryStore;
     use serde_json::json;
 
-    fn tool() -> KnowledgeBaseTool {
-        let store = MemoryStore::parse(
+    /// The tool over a real store holding one question (the directory lives as long
+    /// as the tool is used).
+    async fn tool() -> (tempfile::TempDir, KnowledgeBaseTool) {
+        let (dir, store) = crate::kb::store::temporary(
             r#"{"id":"a","question":"孩子自伤怎么办","answer":"先保证安全"}"#,
-            "kb.jsonl",
         )
-        .unwrap();
-        KnowledgeBaseTool::new(
+        .await;
+        let tool = KnowledgeBaseTool::new(
             Spec {
                 name: "autism_expert".into(),
                 description: String::new(),
@@ -100,7 +100,8 @@ mod tests {
             Arc::new(store),
             SearchParams::default(),
             "question".into(),
-        )
+        );
+        (dir, tool)
     }
 
     fn args(value: Value) -> serde_json::Map<String, Value> {
@@ -109,7 +110,8 @@ mod tests {
 
     #[tokio::test]
     async fn searches_with_the_models_question() {
-        let Output::Hits(hits) = tool()
+        let (_dir, tool) = tool().await;
+        let Output::Hits(hits) = tool
             .call(&args(json!({"question": "自伤怎么办"})))
             .await
             .unwrap()
@@ -121,13 +123,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_single_string_argument_under_another_name_is_used() {
-        let output = tool().call(&args(json!({"query": "自伤"}))).await.unwrap();
+        let (_dir, tool) = tool().await;
+        let output = tool.call(&args(json!({"query": "自伤"}))).await.unwrap();
         assert!(matches!(output, Output::Hits(h) if h.len() == 1));
     }
 
     #[tokio::test]
     async fn a_missing_query_is_an_error_the_model_can_fix() {
-        let err = tool()
+        let (_dir, tool) = tool().await;
+        let err = tool
             .call(&args(json!({"question": "  "})))
             .await
             .unwrap_err();

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ragstream::kb::import::{Options, Report, Silent};
-use ragstream::kb::{KbConfig, Store};
+use ragstream::kb::{KbConfig, KnowledgeBaseAdmin, Store};
 use tokio_util::sync::CancellationToken;
 
 /// The sample knowledge base shipped in `examples/kb`.

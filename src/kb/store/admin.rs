@@ -1,65 +1,12 @@
-//! Listing, statistics and deletion: what `kb list`, `kb stats` and `kb delete` call.
+//! Listing, statistics and deletion in the embedded store (blocking; the async form is
+//! [`KnowledgeBaseAdmin`](crate::kb::KnowledgeBaseAdmin)).
 
 use rusqlite::params;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{Changes, Store, db};
 use crate::kb::Error;
-use crate::kb::document::Kind;
-
-/// One line of `kb list`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Listed {
-    /// Document id.
-    pub id: String,
-    /// Question/answer pair or passage.
-    pub kind: Kind,
-    /// Question or heading.
-    pub title: String,
-    /// Citation.
-    pub source: String,
-    /// Imported file.
-    pub origin: String,
-    /// Line in the imported file.
-    pub line: usize,
-    /// Whether a vector is stored.
-    pub has_vector: bool,
-}
-
-/// What `kb stats` prints.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Stats {
-    /// All documents.
-    pub documents: u64,
-    /// Question/answer pairs among them.
-    pub qa_pairs: u64,
-    /// Passages among them.
-    pub passages: u64,
-    /// Documents with a vector.
-    pub with_vectors: u64,
-    /// Model of the stored vectors.
-    pub embedding_model: Option<String>,
-    /// Size of the stored vectors.
-    pub embedding_dim: Option<usize>,
-    /// Documents per imported file, largest first.
-    pub origins: Vec<(String, u64)>,
-    /// Documents the full-text index holds (equals `documents` when in sync).
-    pub fulltext_documents: u64,
-    /// SQLite write generation.
-    pub generation: u64,
-}
-
-/// Which documents `kb delete` removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    /// These ids.
-    Ids(Vec<String>),
-    /// Everything imported from this file.
-    Origin(String),
-    /// Everything.
-    All,
-}
+use crate::kb::admin::{Listed, Selection, Stats};
 
 impl Store {
     /// Number of documents.

@@ -13,6 +13,8 @@
 pub mod admin;
 pub mod db;
 pub mod fulltext;
+mod import;
+pub mod search;
 pub mod vectors;
 
 use std::path::{Path, PathBuf};
@@ -20,15 +22,18 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
+use tokio_util::sync::CancellationToken;
 
-pub use admin::{Listed, Stats};
 use fulltext::{Entry, FullText};
 use vectors::VectorIndex;
 
 use super::config::KbConfig;
 use super::embed::Embeddings;
+use super::import::{Options, Progress, Report};
 use super::segment::Segmenter;
-use super::{Error, Hit, KnowledgeBase, SearchParams};
+use super::{
+    DetailedHit, Error, KnowledgeBase, KnowledgeBaseAdmin, Listed, SearchParams, Selection, Stats,
+};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "kb.sqlite3";
@@ -406,19 +411,96 @@ pub(crate) fn check_model(
 
 #[async_trait]
 impl KnowledgeBase for Store {
-    async fn search(&self, query: &str, params: &SearchParams) -> Result<Vec<Hit>, Error> {
-        Ok(self
-            .search_detailed(query, params)
-            .await?
-            .into_iter()
-            .map(|d| d.hit)
-            .collect())
+    async fn embed_query(&self, query: &str) -> Option<Vec<f32>> {
+        self.query_vector(query).await
+    }
+
+    async fn search_with_vector(
+        &self,
+        query: &str,
+        vector: Option<Vec<f32>>,
+        params: &SearchParams,
+    ) -> Result<Vec<DetailedHit>, Error> {
+        self.search_in_background(query, vector, params).await
     }
 
     async fn ready(&self) -> Result<(), Error> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read(|conn| db::generation(conn).map(|_| ())))
-            .await
-            .map_err(|err| Error::Store(format!("readiness task failed: {err}")))?
+        blocking(move || store.read(|conn| db::generation(conn).map(|_| ()))).await
     }
+}
+
+#[async_trait]
+impl KnowledgeBaseAdmin for Store {
+    async fn import(
+        &self,
+        paths: &[PathBuf],
+        options: &Options,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<Report, Error> {
+        self.import_files(paths, options, cancel, progress).await
+    }
+
+    async fn count(&self) -> Result<u64, Error> {
+        let store = self.clone();
+        blocking(move || Store::count(&store)).await
+    }
+
+    async fn list(
+        &self,
+        origin: Option<String>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Listed>, Error> {
+        let store = self.clone();
+        blocking(move || Store::list(&store, origin.as_deref(), limit, offset)).await
+    }
+
+    async fn stats(&self) -> Result<Stats, Error> {
+        let store = self.clone();
+        blocking(move || Store::stats(&store)).await
+    }
+
+    async fn delete(&self, selection: Selection) -> Result<usize, Error> {
+        let store = self.clone();
+        blocking(move || Store::delete(&store, &selection)).await
+    }
+
+    fn reader(self: Arc<Self>) -> Arc<dyn KnowledgeBase> {
+        self
+    }
+}
+
+/// Runs the store's blocking work on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|err| Error::Store(format!("store task failed: {err}")))?
+}
+
+/// A real store in a temporary directory holding `jsonl` (question/answer lines), for
+/// unit tests of the code above the store.
+#[cfg(test)]
+pub(crate) async fn temporary(jsonl: &str) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("kb.jsonl");
+    std::fs::write(&file, jsonl).expect("write jsonl");
+    let cfg = KbConfig {
+        data_dir: dir.path().join("data"),
+        ..KbConfig::default()
+    };
+    let store = open(&cfg).await.expect("open store");
+    store
+        .import_files(
+            &[file],
+            &Options::default(),
+            &CancellationToken::new(),
+            &super::import::Silent,
+        )
+        .await
+        .expect("import");
+    (dir, store)
 }

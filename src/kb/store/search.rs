@@ -11,35 +11,11 @@
 //! - vector score: cosine similarity of the query and hit vectors (negative is 0);
 //! - `Hit.score` is the full-text score alone, or in hybrid mode the larger of the two.
 
-use serde::Serialize;
-
-use super::document::Kind;
-use super::store::Store;
-use super::store::db::{self, Row};
-use super::store::vectors::VectorIndex;
-use super::{Error, Hit, SearchParams};
-
-/// A hit with the evidence behind it, for the hit-test endpoint and `kb search`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DetailedHit {
-    /// What the model gets.
-    #[serde(flatten)]
-    pub hit: Hit,
-    /// Position in the final ranking, from 1.
-    pub rank: usize,
-    /// Position in the full-text ranking, if the row was in it.
-    pub fulltext_rank: Option<usize>,
-    /// Full-text score (0..=1), if the row was in the full-text ranking.
-    pub fulltext_score: Option<f32>,
-    /// Position in the vector ranking, if the row was in it.
-    pub vector_rank: Option<usize>,
-    /// Cosine similarity, when the query and the row both have vectors.
-    pub vector_score: Option<f32>,
-    /// Reciprocal-rank-fusion value that ordered the hits.
-    pub rrf_score: f32,
-    /// Tags of the document.
-    pub tags: Vec<String>,
-}
+use super::Store;
+use super::db::{self, Row};
+use super::vectors::VectorIndex;
+use crate::kb::document::Kind;
+use crate::kb::{DetailedHit, Error, Hit, SearchParams};
 
 /// One fused candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,42 +42,40 @@ impl Candidate {
 }
 
 impl Store {
-    /// Searches with the query embedded by the configured provider (if any), in a
-    /// blocking task. If the embeddings API fails, falls back to full text with a warning.
-    pub async fn search_detailed(
+    /// Embeds the query when a provider is configured. A failing or slow embeddings
+    /// API is not an error: the search falls back to full text, with a warning.
+    /// (Whether the store holds vectors is only known after the blocking refresh, and a
+    /// store imported with a provider always does, so the question is not asked here.)
+    pub(crate) async fn query_vector(&self, query: &str) -> Option<Vec<f32>> {
+        let embeddings = self.embeddings()?;
+        match embeddings.embed_query(query).await {
+            Ok(vector) => Some(vector),
+            Err(err) => {
+                tracing::warn!(%err, "query embedding failed; answering from full text only");
+                None
+            }
+        }
+    }
+
+    /// [`Store::search_blocking`] on a blocking thread.
+    pub(crate) async fn search_in_background(
         &self,
         query: &str,
+        vector: Option<Vec<f32>>,
         params: &SearchParams,
     ) -> Result<Vec<DetailedHit>, Error> {
-        let vector = self.query_vector(query).await?;
         let store = self.clone();
         let query = query.to_owned();
         let params = *params;
         tokio::task::spawn_blocking(move || {
-            store.search_with_vector(&query, vector.as_deref(), &params)
+            store.search_blocking(&query, vector.as_deref(), &params)
         })
         .await
         .map_err(|err| Error::Store(format!("search task failed: {err}")))?
     }
 
-    /// Embeds the query when a provider is configured. (Whether the store holds vectors
-    /// is only known after the blocking refresh, and a store imported with a provider
-    /// always does, so the question is not asked here.)
-    async fn query_vector(&self, query: &str) -> Result<Option<Vec<f32>>, Error> {
-        let Some(embeddings) = self.embeddings() else {
-            return Ok(None);
-        };
-        match embeddings.embed_query(query).await {
-            Ok(vector) => Ok(Some(vector)),
-            Err(err) => {
-                tracing::warn!(%err, "query embedding failed; answering from full text only");
-                Ok(None)
-            }
-        }
-    }
-
     /// The synchronous search core: full text, plus vectors when `vector` is given.
-    pub fn search_with_vector(
+    pub fn search_blocking(
         &self,
         query: &str,
         vector: Option<&[f32]>,
@@ -163,11 +137,7 @@ impl Store {
 }
 
 /// Fuses the rankings by reciprocal rank fusion, best first.
-fn fuse(
-    text: &[super::store::fulltext::Match],
-    near: &[super::store::vectors::Match],
-    k: f32,
-) -> Vec<Candidate> {
+fn fuse(text: &[super::fulltext::Match], near: &[super::vectors::Match], k: f32) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::with_capacity(text.len() + near.len());
     for (i, m) in text.iter().enumerate() {
         out.push(Candidate {

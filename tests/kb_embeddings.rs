@@ -394,3 +394,33 @@ async fn a_failing_api_at_query_time_is_retried_once_at_most() {
     assert_eq!(hits[0].vector_rank, None, "answered from full text");
     assert_eq!(server.seen().len(), imported + 2, "one try and one retry");
 }
+
+/// A running store (a `serve`) sees vectors that another writer (a `kb import` in
+/// another process, here a second store on the same directory) imported after it opened.
+#[tokio::test]
+async fn a_running_store_searches_vectors_another_writer_imported() {
+    let server = EmbedServer::start(64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = openai_config(dir.path(), &server);
+    let running = open_fast(&cfg).unwrap();
+    let before = running
+        .search_detailed("孩子晚上睡不着、夜醒多", &params(3))
+        .await
+        .unwrap();
+    assert!(before.is_empty(), "{before:?}");
+
+    let importer = open_fast(&cfg).unwrap();
+    assert_eq!(import(&importer, &[sample()]).await.unwrap().embedded, 47);
+
+    let vector = running.embed_query("孩子晚上睡不着、夜醒多").await;
+    assert!(vector.is_some(), "the query is embedded");
+    let hits = running
+        .search_with_vector("孩子晚上睡不着、夜醒多", vector, &params(3))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].hit.id, "sleep", "{hits:?}");
+    assert!(
+        hits.iter().any(|h| h.vector_rank.is_some()),
+        "the new vectors were loaded: {hits:?}"
+    );
+}

@@ -378,3 +378,35 @@ async fn a_client_that_does_not_read_holds_back_the_upstream() {
     drop(response);
     assert!(upstream.wait_all_closed(Duration::from_secs(2)).await);
 }
+
+/// Issue 10, part 6: `/readyz` turns 503 when the store stops answering (here its
+/// database file is overwritten under the running server), saying why.
+#[tokio::test]
+async fn readyz_reports_a_failing_store() {
+    let upstream = Upstream::start(vec![]).await;
+    let server = start(config(&upstream.base_url)).await;
+    let ready = reqwest::get(format!("{}/readyz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let db = server.data.path().join("data").join("kb.sqlite3");
+    let size = std::fs::metadata(&db).unwrap().len() as usize;
+    std::fs::write(&db, vec![0x5a_u8; size.max(4096)]).unwrap();
+    for extra in ["kb.sqlite3-wal", "kb.sqlite3-shm"] {
+        let _ = std::fs::remove_file(server.data.path().join("data").join(extra));
+    }
+
+    let failing = reqwest::get(format!("{}/readyz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(failing.status(), 503);
+    let body: Value = failing.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert!(
+        body["kb"]
+            .as_str()
+            .is_some_and(|t| t.contains("not a database")),
+        "{body}"
+    );
+}

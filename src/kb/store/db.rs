@@ -65,6 +65,19 @@ pub fn connect(path: &Path) -> Result<Connection, Error> {
     Ok(conn)
 }
 
+/// Checks that the database file on disk still answers: opened afresh, read-only,
+/// never created, so a file that was removed, truncated or overwritten under a running
+/// store is noticed (pooled connections would go on reading their cached pages).
+pub fn probe(path: &Path) -> Result<(), Error> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|err| Error::Store(format!("cannot open {}: {err}", path.display())))?;
+    generation(&conn).map(|_| ())
+}
+
 /// Reads a `meta` value.
 pub fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, Error> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))

@@ -425,8 +425,8 @@ impl KnowledgeBase for Store {
     }
 
     async fn ready(&self) -> Result<(), Error> {
-        let store = self.clone();
-        blocking(move || store.read(|conn| db::generation(conn).map(|_| ()))).await
+        let path = self.inner.db_path.clone();
+        blocking(move || db::probe(&path)).await
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ragstream::kb::config::{KbConfig, Provider};
 use ragstream::kb::embed::Embeddings;
 use ragstream::kb::import::{Options, Silent};
-use ragstream::kb::{Error, KnowledgeBase, KnowledgeBaseAdmin, Store};
+use ragstream::kb::{Error, ImportError, KnowledgeBase, KnowledgeBaseAdmin, Store, StoreError};
 use serde_json::json;
 use support::embed_server::EmbedServer;
 use support::kb::{config, import, params, sample, write};
@@ -265,7 +265,10 @@ async fn cancelling_while_embedding_leaves_the_store_unchanged() {
         .import(&[sample()], &Options::default(), &cancel, &Silent)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(
+        matches!(err, Error::Import(ImportError::Cancelled)),
+        "{err}"
+    );
     assert_eq!(store.count().unwrap(), 0);
 }
 
@@ -298,7 +301,10 @@ async fn a_store_built_with_one_model_refuses_another() {
     );
     let err = import(&store, &[file]).await.unwrap_err();
     assert!(
-        matches!(err, Error::DimensionMismatch { stored_dim: 64, .. }),
+        matches!(
+            err,
+            Error::Store(StoreError::DimensionMismatch { stored_dim: 64, .. })
+        ),
         "{err}"
     );
     assert!(
@@ -307,7 +313,10 @@ async fn a_store_built_with_one_model_refuses_another() {
     );
     assert_eq!(store.count().unwrap(), 47);
     let err = store.search_detailed("睡眠", &params(3)).await.unwrap_err();
-    assert!(matches!(err, Error::DimensionMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Store(StoreError::DimensionMismatch { .. })),
+        "{err}"
+    );
 
     // Configured dimensions that disagree with the store are refused at open.
     let mut sized = cfg.clone();

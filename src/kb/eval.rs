@@ -3,6 +3,7 @@
 //! The eval file is JSON lines: `{"question": "…", "expected": ["id", …]}`
 //! (`expected` may also be a single string).
 
+use crate::kb::ImportError;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -63,29 +64,33 @@ pub struct Report {
 /// Reads an eval file.
 pub fn load(path: &Path) -> Result<Vec<Case>, Error> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: shown.clone(),
-        source,
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        Error::Import(ImportError::Io {
+            path: shown.clone(),
+            source,
+        })
     })?;
     let mut cases = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let case: Case = serde_json::from_str(line).map_err(|err| Error::Parse {
-            path: shown.clone(),
-            line: i + 1,
-            message: format!("expected {{\"question\": …, \"expected\": [ids]}}: {err}"),
+        let case: Case = serde_json::from_str(line).map_err(|err| {
+            Error::Import(ImportError::Parse {
+                path: shown.clone(),
+                line: i + 1,
+                message: format!("expected {{\"question\": …, \"expected\": [ids]}}: {err}"),
+            })
         })?;
         cases.push(case);
     }
     if cases.is_empty() {
-        return Err(Error::Parse {
+        return Err(Error::Import(ImportError::Parse {
             path: shown,
             line: 1,
             message: "no questions; write one {\"question\": …, \"expected\": [ids]} per line"
                 .into(),
-        });
+        }));
     }
     Ok(cases)
 }

@@ -16,6 +16,7 @@
 //! Cancellation (Ctrl-C) is honoured up to the commit; a failure at any step leaves
 //! the store exactly as it was.
 
+use crate::kb::ImportError;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -76,9 +77,11 @@ impl Progress for Silent {
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut files = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
+        let meta = std::fs::metadata(path).map_err(|source| {
+            Error::Import(ImportError::Io {
+                path: path.display().to_string(),
+                source,
+            })
         })?;
         if meta.is_dir() {
             let mut found = Vec::new();
@@ -92,7 +95,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
                 });
             for entry in walk {
                 let entry = entry.map_err(|err| {
-                    Error::Store(format!("cannot walk {}: {err}", path.display()))
+                    Error::store(format!("cannot walk {}: {err}", path.display()))
                 })?;
                 if entry.file_type().is_file() && Format::of(entry.path()).is_some() {
                     found.push(entry.into_path());
@@ -103,11 +106,11 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
         } else if Format::of(path).is_some() {
             files.push(path.clone());
         } else {
-            return Err(Error::Parse {
+            return Err(Error::Import(ImportError::Parse {
                 path: path.display().to_string(),
                 line: 1,
                 message: "unsupported file type; use .jsonl, .csv, .md or .txt".into(),
-            });
+            }));
         }
     }
     // Absolute paths, so that `--replace` and `kb delete --origin` match however
@@ -144,12 +147,12 @@ pub async fn read_documents(
     let mut docs = Vec::new();
     for (i, file) in files.iter().enumerate() {
         if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
+            return Err(Error::Import(ImportError::Cancelled));
         }
         let file = file.clone();
         let parsed = tokio::task::spawn_blocking(move || formats::read(&file, chunk))
             .await
-            .map_err(|err| Error::Store(format!("parse task failed: {err}")))??;
+            .map_err(|err| Error::store(format!("parse task failed: {err}")))??;
         docs.extend(parsed);
         progress.set(i as u64 + 1);
     }
@@ -169,14 +172,14 @@ fn dedupe(docs: Vec<Document>) -> Result<Vec<Document>, Error> {
             continue;
         }
         if let Some((path, line)) = ids.get(&doc.id) {
-            return Err(Error::Parse {
+            return Err(Error::Import(ImportError::Parse {
                 path: doc.origin.clone(),
                 line: doc.line,
                 message: format!(
                     "id `{}` is already used by different content at {path}:{line}; ids must be unique",
                     doc.id
                 ),
-            });
+            }));
         }
         ids.insert(doc.id.clone(), (doc.origin.clone(), doc.line));
         out.push(doc);

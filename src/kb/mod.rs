@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod document;
 pub mod embed;
+pub mod error;
 pub mod eval;
 pub mod formats;
 pub mod import;
@@ -27,6 +28,7 @@ pub mod store;
 
 pub use admin::{KnowledgeBaseAdmin, Listed, Selection, Stats};
 pub use config::KbConfig;
+pub use error::{Error, ImportError, StoreError};
 pub use seed::seed_if_empty;
 pub use store::{Store, open};
 
@@ -34,59 +36,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
-
-/// Errors raised by knowledge-base stores.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file that failed.
-        path: String,
-        /// The underlying I/O error.
-        source: std::io::Error,
-    },
-    /// A line of an input file is not what the format expects.
-    #[error("{path}:{line}: {message}")]
-    Parse {
-        /// The file that failed.
-        path: String,
-        /// One-based line number.
-        line: usize,
-        /// What is wrong, and what to fix.
-        message: String,
-    },
-    /// The embeddings API failed or answered something unusable.
-    #[error("embeddings: {0}")]
-    Embedding(String),
-    /// The vectors in the store and the configured model do not fit together.
-    #[error(
-        "the store in {data_dir} holds {stored_dim}-dimension vectors from model `{stored_model}`, \
-         but the configured model `{model}` {got}; configure the same model again, \
-         or import into a new --data directory (or `kb delete --all` first)"
-    )]
-    DimensionMismatch {
-        /// The data directory.
-        data_dir: String,
-        /// Vector size recorded in the store.
-        stored_dim: usize,
-        /// Model recorded in the store.
-        stored_model: String,
-        /// The configured model.
-        model: String,
-        /// What the configured model gives, e.g. `returns 1024-dimension vectors`.
-        got: String,
-    },
-    /// A config value cannot work.
-    #[error("kb config: {0}")]
-    Config(String),
-    /// The operation was interrupted before it committed anything.
-    #[error("interrupted; the knowledge base is unchanged")]
-    Cancelled,
-    /// Any other store failure.
-    #[error("knowledge base: {0}")]
-    Store(String),
-}
 
 /// How many hits a search may return and how much text they may carry.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -9,6 +9,7 @@
 //! Search mode also emits the dictionary words inside a long word (刻板行为 gives
 //! 刻板, 行为 and 刻板行为), so a query for 刻板 still meets a document about 刻板行为.
 
+use crate::kb::{ImportError, StoreError};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -145,9 +146,11 @@ impl Segmenter {
     pub fn new(extra: Option<&Path>) -> Result<Self, Error> {
         let mut user_words = parse_words(BUILTIN_DICTIONARY, "built-in user dictionary")?;
         if let Some(path) = extra {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                path: path.display().to_string(),
-                source,
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                Error::Store(StoreError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
             })?;
             user_words.extend(parse_words(&text, &path.display().to_string())?);
         }
@@ -213,13 +216,13 @@ fn parse_words(text: &str, origin: &str) -> Result<Vec<UserWord>, Error> {
         let word = fields.next().unwrap_or_default();
         let freq = match fields.next() {
             None => None,
-            Some(raw) => Some(raw.parse::<usize>().map_err(|_| Error::Parse {
+            Some(raw) => Some(raw.parse::<usize>().map_err(|_| Error::Import(ImportError::Parse {
                 path: origin.to_owned(),
                 line: index + 1,
                 message: format!(
                     "expected `WORD [FREQUENCY] [TAG]`, but frequency `{raw}` is not a whole number"
                 ),
-            })?),
+            }))?),
         };
         words.push(UserWord {
             word: word.to_owned(),

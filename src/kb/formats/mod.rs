@@ -13,6 +13,7 @@ mod csv;
 mod jsonl;
 mod qa_text;
 
+use crate::kb::ImportError;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -76,11 +77,11 @@ impl Origin {
 
     /// A parse error at `line` of this file.
     pub fn error(&self, line: usize, message: impl Into<String>) -> Error {
-        Error::Parse {
+        Error::Import(ImportError::Parse {
             path: self.path.clone(),
             line,
             message: message.into(),
-        }
+        })
     }
 }
 
@@ -93,9 +94,11 @@ pub fn read(path: &Path, cfg: ChunkConfig) -> Result<Vec<Document>, Error> {
             "unsupported file type; use .jsonl, .csv, .md or .txt".to_owned(),
         )
     })?;
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: origin.path.clone(),
-        source,
+    let bytes = std::fs::read(path).map_err(|source| {
+        Error::Import(ImportError::Io {
+            path: origin.path.clone(),
+            source,
+        })
     })?;
     let text = String::from_utf8(bytes).map_err(|err| {
         let line = 1 + err.as_bytes()[..err.utf8_error().valid_up_to()]

@@ -97,7 +97,7 @@ impl Store {
                         params![origin],
                     )?;
                     if found.is_empty() {
-                        return Err(Error::Store(format!(
+                        return Err(Error::store(format!(
                             "no documents were imported from `{origin}`; nothing was deleted (see `kb stats`)"
                         )));
                     }
@@ -109,7 +109,7 @@ impl Store {
                         let found =
                             collect(tx, "SELECT rowid FROM chunks WHERE id = ?1", params![id])?;
                         if found.is_empty() {
-                            return Err(Error::Store(format!(
+                            return Err(Error::store(format!(
                                 "no document with id `{id}`; nothing was deleted (see `kb list`)"
                             )));
                         }

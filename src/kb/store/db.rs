@@ -4,6 +4,7 @@
 //! `generation` in `meta`, which the derived indexes (full text, vectors) compare
 //! against to know whether they are out of date.
 
+use crate::kb::StoreError;
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,13 +39,13 @@ CREATE INDEX IF NOT EXISTS chunks_origin ON chunks(origin);
 
 /// Maps a SQLite error to the store error.
 pub fn sql(err: rusqlite::Error) -> Error {
-    Error::Store(format!("sqlite: {err}"))
+    Error::Store(StoreError::Sqlite(err))
 }
 
 /// Opens (creating if needed) the database with WAL and a generous busy timeout.
 pub fn connect(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open(path)
-        .map_err(|err| Error::Store(format!("cannot open {}: {err}", path.display())))?;
+        .map_err(|err| Error::store(format!("cannot open {}: {err}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(sql)?;
@@ -56,7 +57,7 @@ pub fn connect(path: &Path) -> Result<Connection, Error> {
         None => set_meta(&conn, "schema_version", SCHEMA_VERSION)?,
         Some(SCHEMA_VERSION) => {}
         Some(other) => {
-            return Err(Error::Store(format!(
+            return Err(Error::store(format!(
                 "{} has schema version {other}, this ragstream reads version {SCHEMA_VERSION}",
                 path.display()
             )));
@@ -74,7 +75,7 @@ pub fn probe(path: &Path) -> Result<(), Error> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|err| Error::Store(format!("cannot open {}: {err}", path.display())))?;
+    .map_err(|err| Error::store(format!("cannot open {}: {err}", path.display())))?;
     generation(&conn).map(|_| ())
 }
 
@@ -194,8 +195,8 @@ pub fn insert(
     doc: &Document,
     vector: Option<&[f32]>,
 ) -> Result<Option<i64>, Error> {
-    let tags = serde_json::to_string(&doc.tags).map_err(|e| Error::Store(e.to_string()))?;
-    let metadata = serde_json::to_string(&doc.metadata).map_err(|e| Error::Store(e.to_string()))?;
+    let tags = serde_json::to_string(&doc.tags).map_err(|e| Error::store(e.to_string()))?;
+    let metadata = serde_json::to_string(&doc.metadata).map_err(|e| Error::store(e.to_string()))?;
     let blob = vector.map(encode_vector);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -5,6 +5,7 @@
 //! the two differ (a crash between the SQLite commit and the index commit, or an index
 //! deleted by hand) the store rebuilds the index from SQLite.
 
+use crate::kb::StoreError;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -27,8 +28,8 @@ const TITLE_BOOST: f32 = 1.5;
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 
 /// Maps a tantivy error to the store error.
-fn ft(err: impl std::fmt::Display) -> Error {
-    Error::Store(format!("full-text index: {err}"))
+fn ft(err: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Store(StoreError::FullText(Box::new(err)))
 }
 
 /// The fields of the schema.
@@ -85,9 +86,11 @@ impl std::fmt::Debug for FullText {
 impl FullText {
     /// Opens the index in `dir`, creating it when missing.
     pub fn open(dir: &Path, segmenter: Segmenter) -> Result<Self, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.display().to_string(),
-            source,
+        std::fs::create_dir_all(dir).map_err(|source| {
+            Error::Store(StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })
         })?;
         let mut builder = Schema::builder();
         let rowid = builder.add_u64_field("rowid", NumericOptions::default().set_fast() | INDEXED);
@@ -102,7 +105,7 @@ impl FullText {
 
         let directory = MmapDirectory::open(dir).map_err(ft)?;
         let index = Index::open_or_create(directory, schema).map_err(|err| {
-            Error::Store(format!(
+            Error::store(format!(
                 "full-text index in {}: {err}; delete that directory and it will be rebuilt",
                 dir.display()
             ))

@@ -1,6 +1,7 @@
 //! The embedded store's side of `kb import`: plan against SQLite, embed what is new,
 //! write in one transaction (steps 3 to 5 of [`crate::kb::import`]).
 
+use crate::kb::{ImportError, StoreError};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -55,7 +56,7 @@ impl Store {
         let replace = options.replace;
         let mut plan = tokio::task::spawn_blocking(move || store.plan(docs, &origins, replace))
             .await
-            .map_err(|err| Error::Store(format!("plan task failed: {err}")))??;
+            .map_err(|err| Error::store(format!("plan task failed: {err}")))??;
         plan.report.files = files.len();
 
         let vectors = self.embed_plan(&plan, cancel, progress).await?;
@@ -67,7 +68,7 @@ impl Store {
         let model = self.embeddings().map(|e| e.model().to_owned());
         tokio::task::spawn_blocking(move || store.apply(plan, vectors, model, &cancel))
             .await
-            .map_err(|err| Error::Store(format!("store task failed: {err}")))?
+            .map_err(|err| Error::store(format!("store task failed: {err}")))?
     }
 
     /// Compares the parsed documents with the store (read-only).
@@ -143,22 +144,22 @@ impl Store {
         let report = |done: usize| progress.set(done as u64);
         let vectors = tokio::select! {
             result = embeddings.embed(&texts, Purpose::Document, &report) => result?,
-            () = cancel.cancelled() => return Err(Error::Cancelled),
+            () = cancel.cancelled() => return Err(Error::Import(ImportError::Cancelled)),
         };
         let store = self.clone();
         let stored = tokio::task::spawn_blocking(move || store.read(db::vector_model))
             .await
-            .map_err(|err| Error::Store(format!("check task failed: {err}")))??;
+            .map_err(|err| Error::store(format!("check task failed: {err}")))??;
         if let (Some(stored), Some(first)) = (stored, vectors.first()) {
             check_model(self.data_dir(), &stored, embeddings.model(), None)?;
             if first.len() != stored.1 {
-                return Err(Error::DimensionMismatch {
+                return Err(Error::Store(StoreError::DimensionMismatch {
                     data_dir: self.data_dir().display().to_string(),
                     stored_dim: stored.1,
                     stored_model: stored.0,
                     model: embeddings.model().to_owned(),
                     got: format!("returns {}-dimension vectors", first.len()),
-                });
+                }));
             }
         }
         Ok(Some(vectors))
@@ -182,7 +183,7 @@ impl Store {
             let mut added = Vec::with_capacity(insert.len());
             for (i, doc) in insert.into_iter().enumerate() {
                 if i % 1024 == 0 && cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
+                    return Err(Error::Import(ImportError::Cancelled));
                 }
                 let vector = vectors.as_ref().and_then(|v| v.get(i)).map(Vec::as_slice);
                 let Some(rowid) = db::insert(tx, &doc, vector).map_err(|err| at(&doc, err))? else {
@@ -212,9 +213,9 @@ impl Store {
 
 /// Names the document's file and line in a storage error.
 fn at(doc: &Document, err: Error) -> Error {
-    Error::Parse {
+    Error::Import(ImportError::Parse {
         path: doc.origin.clone(),
         line: doc.line,
         message: format!("cannot store document `{}`: {err}", doc.id),
-    }
+    })
 }

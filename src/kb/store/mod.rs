@@ -17,6 +17,7 @@ mod import;
 pub mod search;
 pub mod vectors;
 
+use crate::kb::{ImportError, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -48,7 +49,7 @@ pub async fn open(cfg: &KbConfig) -> Result<Store, Error> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || Store::open_blocking(&cfg))
         .await
-        .map_err(|err| Error::Store(format!("open task failed: {err}")))?
+        .map_err(|err| Error::store(format!("open task failed: {err}")))?
 }
 
 /// The embedded knowledge base. Cheap to clone; clones share everything.
@@ -105,9 +106,11 @@ impl Store {
     /// Opens with an explicit embeddings provider (tests inject short backoffs this way).
     pub fn open_with(cfg: &KbConfig, embeddings: Option<Embeddings>) -> Result<Self, Error> {
         let data_dir = cfg.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
-            path: data_dir.display().to_string(),
-            source,
+        std::fs::create_dir_all(&data_dir).map_err(|source| {
+            Error::Store(StoreError::Io {
+                path: data_dir.display().to_string(),
+                source,
+            })
         })?;
         let db_path = data_dir.join(DB_FILE);
         let fulltext_dir = data_dir.join(FULLTEXT_DIR);
@@ -146,7 +149,7 @@ impl Store {
                 // The index is derived from SQLite: start it again.
                 tracing::warn!(%err, dir = %fulltext_dir.display(), "the full-text index cannot be opened; rebuilding it from kb.sqlite3");
                 let reopened = std::fs::remove_dir_all(&fulltext_dir)
-                    .map_err(|e| Error::Store(e.to_string()))
+                    .map_err(|e| Error::store(e.to_string()))
                     .and_then(|()| FullText::open(&fulltext_dir, segmenter));
                 (
                     reopened.map_err(|e| cannot_rebuild(&fulltext_dir, &err, &e))?,
@@ -201,7 +204,7 @@ impl Store {
             .inner
             .readers
             .lock()
-            .map_err(|_| Error::Store("connection pool poisoned".into()))?
+            .map_err(|_| Error::store("connection pool poisoned"))?
             .pop();
         let conn = match conn {
             Some(conn) => conn,
@@ -232,7 +235,7 @@ impl Store {
         }
         let generation = db::bump_generation(&tx)?;
         if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
+            return Err(Error::Import(ImportError::Cancelled));
         }
         tx.commit().map_err(db::sql)?;
 
@@ -245,7 +248,7 @@ impl Store {
         if let Err(err) = synced {
             tracing::error!(%err, "full-text index update failed after commit; rebuilding");
             self.rebuild_fulltext(generation).map_err(|err| {
-                Error::Store(format!(
+                Error::store(format!(
                     "the documents were saved, but the full-text index could not be updated ({err}); \
                      it is rebuilt the next time the store opens"
                 ))
@@ -313,7 +316,7 @@ impl Store {
             .vectors
             .read()
             .map(|v| Arc::clone(&v))
-            .map_err(|_| Error::Store("vector index lock poisoned".into()))
+            .map_err(|_| Error::store("vector index lock poisoned"))
     }
 
     /// Reloads the vectors if the SQLite generation changed. While one caller reloads,
@@ -347,7 +350,7 @@ impl Store {
             .inner
             .vectors
             .write()
-            .map_err(|_| Error::Store("vector index lock poisoned".into()))? = Arc::new(index);
+            .map_err(|_| Error::store("vector index lock poisoned"))? = Arc::new(index);
         Ok(())
     }
 }
@@ -364,7 +367,7 @@ fn lost(db: &Path, what: &str, fulltext: &Path, index: &Result<FullText, Error>)
         },
         Err(_) => format!("{} is already there (unreadable)", fulltext.display()),
     };
-    Error::Store(format!(
+    Error::store(format!(
         "{} {what}, but {index}: the knowledge base was lost (truncated, moved or deleted) and was not \
          replaced. Restore {} from a backup (the index holds no text to recover from); or, to start \
          a new knowledge base in this directory, delete {} and {} and import again",
@@ -377,7 +380,7 @@ fn lost(db: &Path, what: &str, fulltext: &Path, index: &Result<FullText, Error>)
 
 /// The full-text index could neither be opened nor rebuilt.
 fn cannot_rebuild(dir: &Path, why: &dyn std::fmt::Display, err: &Error) -> Error {
-    Error::Store(format!(
+    Error::store(format!(
         "the full-text index in {} cannot be opened ({why}) and rebuilding it failed ({err}); \
          stop every ragstream using this data directory, delete {} and start again (it is \
          rebuilt from kb.sqlite3)",
@@ -400,13 +403,13 @@ pub(crate) fn check_model(
     } else {
         return Ok(());
     };
-    Err(Error::DimensionMismatch {
+    Err(Error::Store(StoreError::DimensionMismatch {
         data_dir: data_dir.display().to_string(),
         stored_dim: *stored_dim,
         stored_model: stored_model.clone(),
         model: model.to_owned(),
         got,
-    })
+    }))
 }
 
 #[async_trait]
@@ -478,7 +481,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|err| Error::Store(format!("store task failed: {err}")))?
+        .map_err(|err| Error::store(format!("store task failed: {err}")))?
 }
 
 /// A real store in a temporary directory holding `jsonl` (question/answer lines), for

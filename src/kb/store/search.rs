@@ -14,6 +14,7 @@
 use super::Store;
 use super::db::{self, Row};
 use super::vectors::VectorIndex;
+use crate::kb::StoreError;
 use crate::kb::document::Kind;
 use crate::kb::{DetailedHit, Error, Hit, SearchParams};
 
@@ -71,7 +72,7 @@ impl Store {
             store.search_blocking(&query, vector.as_deref(), &params)
         })
         .await
-        .map_err(|err| Error::Store(format!("search task failed: {err}")))?
+        .map_err(|err| Error::store(format!("search task failed: {err}")))?
     }
 
     /// The synchronous search core: full text, plus vectors when `vector` is given.
@@ -95,13 +96,13 @@ impl Store {
                     let (stored_model, stored_dim) = self
                         .read(db::vector_model)?
                         .unwrap_or_else(|| ("unknown".to_owned(), index.dim()));
-                    return Err(Error::DimensionMismatch {
+                    return Err(Error::Store(StoreError::DimensionMismatch {
                         data_dir: self.data_dir().display().to_string(),
                         stored_dim,
                         stored_model,
                         model: self.embeddings().map_or("?", |e| e.model()).to_owned(),
                         got: format!("returns {}-dimension vectors", v.len()),
-                    });
+                    }));
                 }
                 Some(VectorIndex::normalized(v))
             }

@@ -15,7 +15,7 @@ use ragstream::kb::document::Kind;
 use ragstream::kb::formats::{Format, Origin, parse};
 use ragstream::llm::assemble::{ToolCall, ToolCallAccumulator};
 use ragstream::llm::sse::Decoder;
-use ragstream::llm::turn::{Payload, TurnState, parse_frame};
+use ragstream::llm::turn::{Payload, TurnEvent, TurnState, parse_frame};
 use ragstream::llm::wire::{FunctionDelta, ToolCallDelta};
 
 /// An event as the decoder should report it.
@@ -139,33 +139,62 @@ proptest! {
         prop_assert_eq!(decode(&bytes, &cuts), events);
     }
 
+    /// Valid content frames followed by garbage, split anywhere: the valid answer
+    /// always arrives intact and first; a bad payload is an error, never a panic; and
+    /// a turn that finishes holds exactly the text its events delivered.
     #[test]
     fn byte_garbage_never_panics_and_bad_payloads_are_errors(
+        texts in prop::collection::vec("[a-z自闭症 ]{1,8}", 0..6),
         garbage in prop::collection::vec(any::<u8>(), 0..512),
         cuts in prop::collection::vec(any::<usize>(), 0..8),
     ) {
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (garbage.len() + 1)).collect();
-        points.extend([0, garbage.len()]);
+        let mut bytes = Vec::new();
+        for text in &texts {
+            let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}}]});
+            bytes.extend_from_slice(format!("data: {chunk}\n\n").as_bytes());
+        }
+        bytes.extend_from_slice(&garbage);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.extend([0, bytes.len()]);
         points.sort_unstable();
         let mut decoder = Decoder::new();
         let mut state = TurnState::default();
         let mut events = Vec::new();
-        for pair in points.windows(2) {
-            decoder.feed(&garbage[pair[0]..pair[1]]);
-            while let Ok(Some(frame)) = decoder.next_frame() {
+        let mut failed = false;
+        'feed: for pair in points.windows(2) {
+            decoder.feed(&bytes[pair[0]..pair[1]]);
+            loop {
+                let frame = match decoder.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(_) => { failed = true; break 'feed; }
+                };
                 let valid_json = serde_json::from_slice::<serde_json::Value>(frame.data).is_ok();
-                match parse_frame(frame.event, frame.data) {
-                    Ok(Payload::Chunk(chunk)) => { let _ = state.apply(chunk, &mut events); }
-                    Ok(Payload::Done) => {}
-                    Err(_) => {}
-                }
+                let payload = parse_frame(frame.event, frame.data);
                 if !valid_json && frame.data != b"[DONE]" {
-                    prop_assert!(parse_frame(frame.event, frame.data).is_err());
+                    prop_assert!(payload.is_err());
+                }
+                match payload {
+                    Ok(Payload::Chunk(chunk)) => {
+                        if state.apply(chunk, &mut events).is_err() { failed = true; break 'feed; }
+                    }
+                    Ok(Payload::Done) => {}
+                    Err(_) => { failed = true; break 'feed; }
                 }
             }
         }
-        let _ = decoder.finish();
-        let _ = state.finish();
+        let delivered: String = events.iter().filter_map(|e| match e {
+            TurnEvent::Content(text) => Some(text.as_str()),
+            _ => None,
+        }).collect();
+        prop_assert!(delivered.starts_with(&texts.concat()), "{delivered:?} vs {texts:?}");
+        if !failed && decoder.finish().is_ok() {
+            if let Ok(turn) = state.finish() {
+                prop_assert_eq!(turn.content, delivered);
+                let started = events.iter().filter(|e| matches!(e, TurnEvent::ToolCallStarted(_))).count();
+                prop_assert_eq!(turn.tool_calls.len(), started);
+            }
+        }
     }
 
     #[test]

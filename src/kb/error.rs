@@ -106,7 +106,10 @@ mod tests {
             "{err:?}"
         );
         let cause = err.source().expect("the cause is kept");
-        assert!(cause.downcast_ref::<std::io::Error>().is_some(), "{cause:?}");
+        assert!(
+            cause.downcast_ref::<std::io::Error>().is_some(),
+            "{cause:?}"
+        );
     }
 
     #[test]

@@ -7,24 +7,10 @@ use std::process::{Command, Output};
 use support::{Reply, Upstream};
 use tokio::io::AsyncBufReadExt;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
 /// The binary with a clean environment, run from the repository root, with
 /// its knowledge base in a directory of its own.
 fn ragstream() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ragstream"));
-    command
-        .current_dir(ROOT)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("OPENAI_")
-            || key.starts_with("RAGSTREAM_")
-            || key.starts_with("MINIMAX_")
-        {
-            command.env_remove(key);
-        }
-    }
+    let mut command = support::process::ragstream("warn");
     let data = tempfile::tempdir().unwrap().keep();
     command.env("RAGSTREAM_KB__DATA_DIR", data.join("data"));
     command

@@ -2,12 +2,13 @@
 //! truncated databases, corrupt full-text indexes, when the sample is seeded, and what
 //! the `kb` commands say when there is nothing to do (issue 10, part 8).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use tokio::io::AsyncBufReadExt;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// A question the sample answers.
 const QUESTION: &str = "孩子自伤怎么办";
 
@@ -37,19 +38,7 @@ impl Data {
     /// The binary with a clean environment and this data directory, run from the
     /// repository root with the reference config and no model.
     fn ragstream(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ragstream"));
-        command
-            .current_dir(ROOT)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "warn");
-        for (key, _) in std::env::vars() {
-            if key.starts_with("OPENAI_")
-                || key.starts_with("RAGSTREAM_")
-                || key.starts_with("MINIMAX_")
-            {
-                command.env_remove(key);
-            }
-        }
+        let mut command = support::process::ragstream("warn");
         command
             .env("RAGSTREAM_KB__DATA_DIR", &self.path)
             .arg("--config")

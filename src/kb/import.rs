@@ -9,8 +9,8 @@
 //! 4. embed only what is new (the slow, fallible part; nothing is written yet);
 //! 5. write everything in one SQLite transaction, then update the full-text index.
 //!
-//! Steps 1 and 2 ([`read_documents`]) are the same for every store; steps 3 to 5 are
-//! the store's own ([`KnowledgeBaseAdmin::import`](super::KnowledgeBaseAdmin::import);
+//! Steps 1, 2 ([`read_documents`]) and 4 ([`embed_documents`]) are the same for every
+//! store; planning (3) and writing (5) are the store's own ([`KnowledgeBaseAdmin::import`](super::KnowledgeBaseAdmin::import);
 //! the embedded store's in `store/import.rs`).
 //!
 //! Cancellation (Ctrl-C) is honoured up to the commit; a failure at any step leaves
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::Error;
 use super::config::ChunkConfig;
 use super::document::Document;
+use super::embed::{Embeddings, Purpose};
 use super::formats::{self, Format};
 
 /// Options of one import.
@@ -94,8 +95,9 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
                     e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b".")
                 });
             for entry in walk {
-                let entry = entry.map_err(|err| {
-                    Error::store(format!("cannot walk {}: {err}", path.display()))
+                let entry = entry.map_err(|err| ImportError::Io {
+                    path: err.path().unwrap_or(path).display().to_string(),
+                    source: err.into(),
                 })?;
                 if entry.file_type().is_file() && Format::of(entry.path()).is_some() {
                     found.push(entry.into_path());
@@ -160,6 +162,23 @@ pub async fn read_documents(
         docs: dedupe(docs)?,
         files,
     })
+}
+
+/// Step 4, the same for every store: embeds `docs` (the ones a store's plan found new)
+/// in batches with retries; Ctrl-C stops it before anything is written.
+pub async fn embed_documents(
+    embeddings: &Embeddings,
+    docs: &[Document],
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f32>>, Error> {
+    let texts: Vec<String> = docs.iter().map(Document::embedding_text).collect();
+    progress.start("embed", texts.len() as u64);
+    let report = |done: usize| progress.set(done as u64);
+    tokio::select! {
+        result = embeddings.embed(&texts, Purpose::Document, &report) => result,
+        () = cancel.cancelled() => Err(Error::Import(ImportError::Cancelled)),
+    }
 }
 
 /// Drops repeated content and rejects one id used for two different contents.

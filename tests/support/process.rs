@@ -9,14 +9,31 @@ use tokio::process::{Child, ChildStderr, Command};
 /// The repository root, where `examples/` lives.
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// `ragstream serve --config examples/autism.toml --addr 127.0.0.1:0` with a
-/// clean environment and a knowledge base of its own, talking to `base_url`.
-pub fn serve(base_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ragstream"));
+/// The binary as a user runs it, from the repository root, with plain logs at
+/// `log_level` and none of this machine's `OPENAI_`, `RAGSTREAM_` or `MINIMAX_`
+/// variables.
+pub fn ragstream(log_level: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ragstream"));
     command
         .current_dir(ROOT)
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", log_level);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OPENAI_")
+            || key.starts_with("RAGSTREAM_")
+            || key.starts_with("MINIMAX_")
+        {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// `ragstream serve --config examples/autism.toml --addr 127.0.0.1:0` with a
+/// clean environment and a knowledge base of its own, talking to `base_url`.
+pub fn serve(base_url: &str) -> Command {
+    let mut command = Command::from(ragstream("info"));
+    command
         .args([
             "serve",
             "--config",
@@ -26,14 +43,6 @@ pub fn serve(base_url: &str) -> Command {
         ])
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("OPENAI_")
-            || key.starts_with("RAGSTREAM_")
-            || key.starts_with("MINIMAX_")
-        {
-            command.env_remove(key);
-        }
-    }
     let data = tempfile::tempdir().unwrap().keep();
     command
         .env("RAGSTREAM_KB__DATA_DIR", data.join("data"))

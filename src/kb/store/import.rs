@@ -12,8 +12,7 @@ use super::fulltext::Entry;
 use super::{Changes, Store, check_model, db};
 use crate::kb::Error;
 use crate::kb::document::Document;
-use crate::kb::embed::Purpose;
-use crate::kb::import::{Options, Parsed, Progress, Report, read_documents};
+use crate::kb::import::{Options, Parsed, Progress, Report, embed_documents, read_documents};
 
 /// The import plan: what to write once the vectors are in.
 #[derive(Debug, Default)]
@@ -139,13 +138,7 @@ impl Store {
         if plan.insert.is_empty() {
             return Ok(Some(Vec::new()));
         }
-        let texts: Vec<String> = plan.insert.iter().map(Document::embedding_text).collect();
-        progress.start("embed", texts.len() as u64);
-        let report = |done: usize| progress.set(done as u64);
-        let vectors = tokio::select! {
-            result = embeddings.embed(&texts, Purpose::Document, &report) => result?,
-            () = cancel.cancelled() => return Err(Error::Import(ImportError::Cancelled)),
-        };
+        let vectors = embed_documents(embeddings, &plan.insert, cancel, progress).await?;
         let store = self.clone();
         let stored = tokio::task::spawn_blocking(move || store.read(db::vector_model))
             .await

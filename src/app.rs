@@ -81,14 +81,29 @@ pub fn engine(config: &Config, kb: &Arc<dyn KnowledgeBase>) -> Result<Arc<Engine
     )))
 }
 
-/// Binds the listen address.
+/// Binds the listen address with the configured accept backlog
+/// (`server.backlog`).
+///
+/// `TcpListener::bind` listens with a backlog of 128: when a thousand clients
+/// connect at once, SYNs past the queue are dropped and those clients wait a
+/// second for the retransmit. The kernel caps the value at
+/// `net.core.somaxconn`.
 pub async fn bind(config: &Config) -> Result<TcpListener, Error> {
-    TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.addr,
-            source,
-        })
+    let addr = config.addr;
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As std and mio do on Unix: a restart can bind while old
+        // connections sit in TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(config.backlog)
+    };
+    listen().map_err(|source| Error::Bind { addr, source })
 }
 
 /// What `serve` needs once the knowledge base is open and the engine built.

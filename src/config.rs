@@ -174,6 +174,8 @@ pub enum Backend {
 pub struct Config {
     /// Listen address.
     pub addr: SocketAddr,
+    /// Accept backlog of the listening socket.
+    pub backlog: u32,
     /// Request limits.
     pub limits: Limits,
     /// The model provider; `None` means retrieval-only answers.
@@ -252,6 +254,7 @@ impl RawConfig {
         }
         Ok(Config {
             addr,
+            backlog: self.server.backlog,
             limits,
             llm,
             chat: self.chat.clone(),

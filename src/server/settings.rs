@@ -26,6 +26,8 @@ pub struct RawServer {
     pub header_timeout_ms: u64,
     /// How long a client may take to send a request's body, ms.
     pub body_timeout_ms: u64,
+    /// Accept backlog of the listening socket (capped by `net.core.somaxconn`).
+    pub backlog: u32,
 }
 
 impl Default for RawServer {
@@ -39,6 +41,7 @@ impl Default for RawServer {
             shutdown_grace_ms: 10_000,
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
+            backlog: 4096,
         }
     }
 }
@@ -90,6 +93,9 @@ impl RawServer {
             if ms == 0 {
                 problems.push(format!("server.{name} must be above 0"));
             }
+        }
+        if self.backlog == 0 {
+            problems.push("server.backlog must be at least 1".into());
         }
         let limits = Limits {
             max_body_bytes: self.max_body_bytes,

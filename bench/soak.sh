@@ -6,6 +6,7 @@
 #
 #   bench/soak.sh          full soak, 10 minutes (about 11 minutes once built)
 #   bench/soak.sh 1        a 1-minute soak, to try it out
+#   bench/soak.sh 25       25 minutes, to tell allocator retention from a leak (soak-long.md)
 #
 # Everything listens on 127.0.0.1 only; the workers stop at the end of the soak and every
 # stream is capped at 60 s.
@@ -29,8 +30,12 @@ cargo build --release --quiet --manifest-path bench/Cargo.toml
 cargo build --release --quiet --bin ragstream
 
 mkdir -p bench/results
+# 10 minutes: soak.md; longer (the memory check, e.g. `bench/soak.sh 25`): soak-long.md;
+# shorter: soak-partial.md.
 out=bench/results/soak.md
-if [ "$minutes" != 10 ]; then out=bench/results/soak-partial.md; fi
+if [ "$minutes" != 10 ]; then
+  if awk "BEGIN { exit !($minutes > 10) }"; then out=bench/results/soak-long.md; else out=bench/results/soak-partial.md; fi
+fi
 export BENCH_COMMAND="$command"
 bench/target/release/loadgen soak \
   --concurrency 200 --minutes "$minutes" --warmup-s 30 --gap-ms 20 --chunks 100 --chat-every 10 \

@@ -78,9 +78,14 @@ async fn main() {
         .route("/api/python", post(relay))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
+    // The same accept backlog as ragstream (server.backlog) and the upstream: with
+    // TcpListener::bind's 128, a burst of 1,000 connects waits a second for SYN retries.
+    let socket = tokio::net::TcpSocket::new_v4().expect("create socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket
+        .bind(addr.parse().expect("relay address"))
         .expect("bind relay address");
+    let listener = socket.listen(4096).expect("listen");
     let listener = listener.tap_io(|tcp| tcp.set_nodelay(true).expect("TCP_NODELAY"));
     axum::serve(listener, router).await.expect("serve");
 }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! loadgen --upstream-bin B --minrelay-bin B [--ragstream-bin B] [--ragstream-config F]
-//!         [--quick] [--only SUBSTRING] [--out FILE]
+//!         [--quick] [--only SUBSTRING] [--out FILE] [--runs N]
 //! loadgen soak [--concurrency 200] [--minutes 10] …   (see `soak.rs`)
 //! ```
 
@@ -42,6 +42,8 @@ pub struct Case {
     pub rounds: usize,
     /// Hard stop for one target's run.
     pub time_cap: Duration,
+    /// Every client connects at the same moment as part of the run (see `Load::burst`).
+    pub burst: bool,
 }
 
 /// Who answers the load generator.
@@ -52,6 +54,9 @@ pub enum Target {
     Ragstream,
     /// ragstream's `/api/chat` on a direct answer: typed SSE events instead of plain text.
     RagstreamChat,
+    /// ragstream with `server.backlog = 128`, the accept queue it had before issue 10:
+    /// the "before" of the burst cases.
+    RagstreamBacklog128,
 }
 
 impl Target {
@@ -62,6 +67,7 @@ impl Target {
             Target::MinRelay => "minrelay",
             Target::Ragstream => "ragstream",
             Target::RagstreamChat => "ragstream-chat",
+            Target::RagstreamBacklog128 => "ragstream-backlog128",
         }
     }
 
@@ -71,6 +77,7 @@ impl Target {
             Target::MinRelay => "minimal relay",
             Target::Ragstream => "ragstream",
             Target::RagstreamChat => "ragstream /api/chat",
+            Target::RagstreamBacklog128 => "ragstream, backlog 128 (before)",
         }
     }
 }
@@ -119,6 +126,8 @@ pub struct Args {
     targets: Vec<String>,
     /// Profile the relay of each run with `perf record` into this directory.
     perf_dir: Option<PathBuf>,
+    /// Whole runs of every case; the report gives each target as min/median/max over them.
+    runs: usize,
 }
 
 fn main() {
@@ -142,13 +151,36 @@ fn main() {
         .collect::<Vec<_>>();
     std::fs::create_dir_all(&args.logs).expect("create log directory");
     let started = Instant::now();
+    let load_before = report::shell("cut -d' ' -f1-3 /proc/loadavg");
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        eprintln!("run {run} of {}", args.runs);
+        runs.push(run_all(&args, &runtime, &cases, started));
+    }
+    let load_after = report::shell("cut -d' ' -f1-3 /proc/loadavg");
+    let markdown = report::markdown(&args, &runs, started.elapsed(), [&load_before, &load_after]);
+    println!("{markdown}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &markdown).expect("write report");
+        eprintln!("report written to {}", out.display());
+    }
+}
+
+/// Every case once, each against every target.
+fn run_all(
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    cases: &[Case],
+    started: Instant,
+) -> Vec<(Case, Vec<Outcome>)> {
     let mut results = Vec::new();
-    for case in &cases {
+    for case in cases {
         let all = [
             Target::Direct,
             Target::MinRelay,
             Target::Ragstream,
             Target::RagstreamChat,
+            Target::RagstreamBacklog128,
         ];
         let targets: Vec<Target> = all
             .into_iter()
@@ -159,8 +191,10 @@ fn main() {
             // The SSE surface, for reference, where the load is high enough to show its cost.
             .filter(|&t| {
                 t != Target::RagstreamChat
-                    || (!case.tool && (case.gap_ms == 0 || case.concurrency >= 1000))
+                    || (!case.tool && !case.burst && (case.gap_ms == 0 || case.concurrency >= 1000))
             })
+            // Before and after the backlog fix, where it shows: a burst of new connections.
+            .filter(|&t| t != Target::RagstreamBacklog128 || case.burst)
             .filter(|t| args.targets.is_empty() || args.targets.iter().any(|k| k == t.key()))
             .collect();
         eprintln!(
@@ -169,7 +203,7 @@ fn main() {
             case.name,
             case.rounds
         );
-        let outcomes = runtime.block_on(run_case(&args, case, &targets));
+        let outcomes = runtime.block_on(run_case(args, case, &targets));
         for outcome in &outcomes {
             eprintln!(
                 "  {:<18} {}",
@@ -179,12 +213,7 @@ fn main() {
         }
         results.push((case.clone(), outcomes));
     }
-    let markdown = report::markdown(&args, &results, started.elapsed());
-    println!("{markdown}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &markdown).expect("write report");
-        eprintln!("report written to {}", out.display());
-    }
+    results
 }
 
 /// The cases of a run. Every stream carries `chunks` content chunks; 20 ms gaps are a
@@ -205,6 +234,16 @@ fn plan(quick: bool) -> Vec<Case> {
         tool,
         rounds: (streams / concurrency).clamp(1, 3),
         time_cap: cap,
+        burst: false,
+    };
+    // 1,000 new clients connecting at the same moment, each asking once: connect time is
+    // part of what they wait for. One burst per round.
+    let burst = Case {
+        name: "burst-c1000".into(),
+        streams: 3000,
+        rounds: 3,
+        burst: true,
+        ..case(1000, 3000, 20, false)
     };
     if quick {
         vec![
@@ -215,6 +254,7 @@ fn plan(quick: bool) -> Vec<Case> {
             case(100, 2000, 0, false),
             case(1000, 3000, 0, false),
             case(1, 10, 0, true),
+            burst,
         ]
     } else {
         vec![
@@ -225,6 +265,7 @@ fn plan(quick: bool) -> Vec<Case> {
             case(100, 12_000, 0, false),
             case(1000, 12_000, 0, false),
             case(1, 60, 0, true),
+            burst,
         ]
     }
 }
@@ -247,7 +288,8 @@ fn ragstream_command(
         .env("OPENAI_BASE_URL", base_url)
         .env("OPENAI_API_KEY", "bench")
         .env("OPENAI_MODEL", "bench-model")
-        .env("RUST_LOG", "warn");
+        // The default log level, as deployed: one line per request at info.
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -322,10 +364,13 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
             wait_ready(addr, None).await;
             (Some(child), addr, Kind::Python)
         }
-        Target::Ragstream | Target::RagstreamChat => {
+        Target::Ragstream | Target::RagstreamChat | Target::RagstreamBacklog128 => {
             let addr = free_addr();
             let bin = args.ragstream_bin.as_ref().expect("ragstream binary");
-            let cmd = ragstream_command(bin, args.ragstream_config.as_deref(), addr, &base_url);
+            let mut cmd = ragstream_command(bin, args.ragstream_config.as_deref(), addr, &base_url);
+            if target == Target::RagstreamBacklog128 {
+                cmd.env("RAGSTREAM_SERVER__BACKLOG", "128");
+            }
             let child = spawn(cmd, &args.logs.join(format!("{tag}-relay.log")));
             wait_ready(addr, Some("/healthz")).await;
             (
@@ -346,6 +391,7 @@ async fn start(args: &Args, case: &Case, target: Target) -> Running {
         concurrency: 1,
         streams: 1,
         time_cap: case.time_cap,
+        burst: false,
     };
     let warm = load::run(&warm_up).await;
     if let Some(err) = warm.samples.iter().find_map(|s| s.error.clone()) {
@@ -399,6 +445,7 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
         concurrency: case.concurrency,
         streams,
         time_cap: case.time_cap,
+        burst: case.burst,
     };
     let run = load::run(&load).await;
     if let Some(mut perf) = perf {
@@ -538,6 +585,7 @@ fn parse_args() -> Args {
         logs: "bench/results/logs".into(),
         targets: Vec::new(),
         perf_dir: None,
+        runs: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(key) = it.next() {
@@ -556,6 +604,13 @@ fn parse_args() -> Args {
             "--quick" => args.quick = true,
             "--targets" => args.targets = value().split(',').map(str::to_owned).collect(),
             "--perf-dir" => args.perf_dir = Some(value().into()),
+            "--runs" => {
+                args.runs = value()
+                    .parse()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .unwrap_or_else(|| usage("`--runs` needs a whole number ≥ 1"))
+            }
             _ => usage(&format!("unknown option {key}")),
         }
     }
@@ -567,7 +622,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: loadgen [--upstream-bin B] [--minrelay-bin B] [--ragstream-bin B] \
          [--ragstream-config F] [--quick] [--only NAME] [--out FILE] [--logs DIR]\n\
-         \x20              [--targets direct,minrelay,ragstream] [--perf-dir DIR]"
+         \x20              [--targets direct,minrelay,ragstream] [--perf-dir DIR] [--runs N]"
     );
     std::process::exit(2)
 }

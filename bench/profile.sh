@@ -2,6 +2,7 @@
 # Counts instructions per relayed chunk with valgrind's callgrind, for the minimal relay and
 # for ragstream, on the same scripted stream. Unlike CPU time, instruction counts do not
 # drift with other load on the machine. Run after bench/run.sh has built the binaries.
+# ragstream runs at its default log level (no RUST_LOG), as deployed.
 #
 #   bench/profile.sh [GAP_MS] [STREAMS]     default: 2 ms gaps (one chunk per read), 40 streams
 #   RAGSTREAM_BIN=/path/to/ragstream bench/profile.sh    profile another build (e.g. a fix)
@@ -26,8 +27,8 @@ pids+=($!)
 run_one() {
   local name="$1"; shift
   local port="$1"; shift
-  RAGSTREAM_KB__DATA_DIR=bench/target/kb-data OPENAI_BASE_URL=http://127.0.0.1:18350/v1 OPENAI_API_KEY=bench OPENAI_MODEL=bench-model RUST_LOG=warn \
-    valgrind --tool=callgrind --callgrind-out-file="$out/$name.out" "$@" >"$out/$name.log" 2>&1 &
+  RAGSTREAM_KB__DATA_DIR=bench/target/kb-data OPENAI_BASE_URL=http://127.0.0.1:18350/v1 OPENAI_API_KEY=bench OPENAI_MODEL=bench-model \
+    env -u RUST_LOG valgrind --tool=callgrind --callgrind-out-file="$out/$name.out" "$@" >"$out/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   python3 - "$port" "$streams" "$pid" "$chunks" <<'PY'

@@ -2,9 +2,11 @@
 # One command for the whole benchmark: builds release binaries, then lets the load generator
 # start a fresh scripted upstream, the minimal relay and ragstream for every case, and writes
 # the markdown report to bench/results/latest.md (quick and partial runs: partial.md).
+# A full run measures every case three times and reports each target as min/median/max.
 #
-#   bench/run.sh            full run (about 4–5 minutes on 2 cores)
-#   bench/run.sh --quick    smaller run (under 2 minutes)
+#   bench/run.sh            full run: 3 runs of every case (about 15 minutes on 2 cores)
+#   bench/run.sh --runs 1   one run of every case (about 5 minutes; written to partial.md)
+#   bench/run.sh --quick    smaller run, once (under 2 minutes)
 #   bench/run.sh --only c1000          only the cases whose name contains "c1000"
 #   bench/run.sh --no-ragstream        upstream and minimal relay only
 #
@@ -17,13 +19,15 @@ cd "$root"
 command="bench/run.sh${*:+ $*}"
 ragstream=1
 partial=0
+runs=3
 loadgen_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-ragstream) ragstream=0 ;;
-    --quick) loadgen_args+=(--quick); partial=1 ;;
+    --quick) loadgen_args+=(--quick); partial=1; runs=1 ;;
+    --runs) runs="$2"; shift ;;
     --only) loadgen_args+=(--only "$2"); partial=1; shift ;;
-    *) echo "usage: bench/run.sh [--quick] [--only NAME] [--no-ragstream]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [--quick] [--runs N] [--only NAME] [--no-ragstream]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -52,7 +56,7 @@ fi
 
 mkdir -p bench/results
 export BENCH_COMMAND="$command"
-# Only a full run replaces the committed report; quick and partial runs go to partial.md.
+# Only a full run (at least 3 runs) replaces the committed report; others go to partial.md.
 out=bench/results/latest.md
-if [ "$partial" = 1 ] || [ "$ragstream" = 0 ]; then out=bench/results/partial.md; fi
-"$bins/loadgen" "${loadgen_args[@]}" --out "$out"
+if [ "$partial" = 1 ] || [ "$ragstream" = 0 ] || [ "$runs" -lt 3 ]; then out=bench/results/partial.md; fi
+"$bins/loadgen" "${loadgen_args[@]}" --runs "$runs" --out "$out"

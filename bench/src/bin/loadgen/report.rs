@@ -424,7 +424,14 @@ pub fn checks(results: &[(Case, Vec<Outcome>)]) -> Vec<Check> {
         let Some((m, r)) = pair(case, outcomes) else {
             continue;
         };
-        let mut check = |label, relay: String, ragstream: String, value, unit, limit| {
+        // A run where either relay delivered nothing has no ratio: it counts as a miss, not 0×.
+        let broken = m.ok == 0 || r.ok == 0;
+        let mut check = |label, relay: String, ragstream: String, value: f64, unit, limit| {
+            let value = if broken && unit != Unit::Count {
+                f64::INFINITY
+            } else {
+                value
+            };
             rows.push(Check {
                 label,
                 case: case.name.clone(),

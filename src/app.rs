@@ -37,9 +37,8 @@ pub enum Error {
 /// a document.
 pub async fn open_kb(config: &Config) -> Result<SharedStore, Error> {
     let store = crate::kb::connect(&config.kb).await?;
-    if let Some(report) = crate::kb::seed_if_empty(store.as_ref(), &config.kb.sample).await? {
-        tracing::info!(added = report.added, sample = %config.kb.sample.display(), "knowledge base seeded");
-    }
+    // Logs what it imported itself.
+    crate::kb::seed_if_empty(store.as_ref(), &config.kb.sample).await?;
     Ok(store)
 }
 

@@ -26,21 +26,8 @@ struct Plan {
 }
 
 impl Store {
-    /// Imports `paths` as one atomic change. See the module docs for the steps.
-    pub(crate) async fn import_files(
-        &self,
-        paths: &[PathBuf],
-        options: &Options,
-        cancel: &CancellationToken,
-        progress: &dyn Progress,
-    ) -> Result<Report, Error> {
-        let result = self.import_inner(paths, options, cancel, progress).await;
-        progress.finish();
-        result
-    }
-
-    /// [`Store::import_files`] without the final progress call.
-    async fn import_inner(
+    /// Imports `paths` as one atomic change (the caller ends the progress display).
+    pub(crate) async fn import_inner(
         &self,
         paths: &[PathBuf],
         options: &Options,

@@ -442,7 +442,9 @@ impl KnowledgeBaseAdmin for Store {
         cancel: &CancellationToken,
         progress: &dyn Progress,
     ) -> Result<Report, Error> {
-        self.import_files(paths, options, cancel, progress).await
+        let result = self.import_inner(paths, options, cancel, progress).await;
+        progress.finish();
+        result
     }
 
     async fn count(&self) -> Result<u64, Error> {
@@ -496,14 +498,14 @@ pub(crate) async fn temporary(jsonl: &str) -> (tempfile::TempDir, Store) {
         ..KbConfig::default()
     };
     let store = open(&cfg).await.expect("open store");
-    store
-        .import_files(
-            &[file],
-            &Options::default(),
-            &CancellationToken::new(),
-            &super::import::Silent,
-        )
-        .await
-        .expect("import");
+    KnowledgeBaseAdmin::import(
+        &store,
+        &[file],
+        &Options::default(),
+        &CancellationToken::new(),
+        &super::import::Silent,
+    )
+    .await
+    .expect("import");
     (dir, store)
 }

@@ -5,6 +5,7 @@
 //! - [`tools`]: configured tools the model may call.
 //! - [`kb`]: knowledge-base stores behind the [`kb::KnowledgeBase`] trait.
 //! - [`server`]: the HTTP routes and their wire formats.
+//! - [`web`]: the chat page, compiled into the binary.
 //! - [`error`]: the error codes shared by HTTP errors and `error` events.
 //! - [`config`], [`dotenv`], [`app`], [`cli`], [`probe`], [`shutdown`], [`telemetry`]: loading, `.env`, wiring,
 //!   commands, the provider check of `check-config`, signals, metrics.
@@ -23,3 +24,4 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tools;
+pub mod web;

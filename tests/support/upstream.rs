@@ -182,6 +182,7 @@ impl Upstream {
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
+            .route("/test/open", axum::routing::get(open_count))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -240,6 +241,12 @@ impl Upstream {
         }
         self.open_streams() == 0
     }
+}
+
+/// `GET /test/open`: [`Upstream::open_streams`] for a test that runs in
+/// another process (the browser tests' Node scripts).
+async fn open_count(State(shared): State<Arc<Shared>>) -> String {
+    shared.open.load(Ordering::SeqCst).to_string()
 }
 
 /// Counts a response as open until it is dropped: a body when it ends or its

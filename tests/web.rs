@@ -89,6 +89,11 @@ fn empty_stderr() -> tokio::process::ChildStderr {
 
 /// Runs `tests/web/<spec>.mjs` against the server and fails with its output.
 async fn browser(spec: &str, served: &Served, upstream: &Upstream) {
+    browser_with(spec, served, upstream, &[]).await;
+}
+
+/// [`browser`] with extra environment variables for the spec.
+async fn browser_with(spec: &str, served: &Served, upstream: &Upstream, env: &[(&str, &str)]) {
     require_tools();
     let upstream_root = upstream.base_url.trim_end_matches("/v1");
     let screenshots = Path::new(ROOT).join("target/web-screenshots");
@@ -99,6 +104,7 @@ async fn browser(spec: &str, served: &Served, upstream: &Upstream) {
         .env("UPSTREAM_URL", upstream_root)
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", chromium())
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(180), run)
@@ -248,4 +254,85 @@ async fn a_503_overloaded_before_the_stream_is_shown() {
     assert_eq!(held.status(), 200);
     browser("overloaded", &served, &upstream).await;
     drop(held);
+}
+
+#[tokio::test]
+async fn the_history_sent_is_trimmed_to_the_servers_limits() {
+    let _one = BROWSER.lock().await;
+    let long = "a".repeat(30) + &"b".repeat(30);
+    let upstream = Upstream::start(vec![
+        Reply::answer(&[&long]),
+        Reply::answer(&[&long]),
+        Reply::answer(&["third"]),
+    ])
+    .await;
+    let served = serve(
+        &upstream,
+        &[
+            ("RAGSTREAM_SERVER__MAX_MESSAGES", "3"),
+            ("RAGSTREAM_SERVER__MAX_MESSAGE_CHARS", "40"),
+        ],
+    )
+    .await;
+    let questions = json!(["first question", "second question", "third question"]).to_string();
+    browser_with(
+        "conversation",
+        &served,
+        &upstream,
+        &[("QUESTIONS", &questions)],
+    )
+    .await;
+    let requests = upstream.requests();
+    assert_eq!(
+        requests.len(),
+        3,
+        "every question was answered, none refused"
+    );
+    let third: Vec<(String, String)> = conversation(&requests[2])
+        .into_iter()
+        .filter(|(role, _)| role != "system")
+        .collect();
+    let expected = [
+        ("user", "second question".to_owned()),
+        ("assistant", "a".repeat(30) + &"b".repeat(10)),
+        ("user", "third question".to_owned()),
+    ]
+    .map(|(role, content)| (role.to_owned(), content));
+    assert_eq!(
+        third, expected,
+        "the newest 3 messages (server.max_messages), earlier ones cut to 40 characters"
+    );
+}
+
+/// Needs API keys (issue 15, `RAGSTREAM_API_KEYS`); remove the `ignore` when
+/// that lands.
+#[tokio::test]
+#[ignore = "needs API keys from issue 15 (branch access)"]
+async fn the_page_asks_for_an_api_key_once_and_keeps_it() {
+    let _one = BROWSER.lock().await;
+    let key = "test-key-0123456789abcdef";
+    let upstream = Upstream::start(vec![
+        Reply::answer(&["Keyed answer."]),
+        Reply::answer(&["Second keyed answer."]),
+    ])
+    .await;
+    let served = serve(&upstream, &[("RAGSTREAM_API_KEYS", key)]).await;
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/chat", served.process.url))
+        .json(&json!({"content": "no key"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "keys are configured");
+    browser_with("key", &served, &upstream, &[("RAGSTREAM_TEST_KEY", key)]).await;
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "refused requests never reach the model"
+    );
+    let sent = upstream.headers(0);
+    assert!(
+        sent.get("authorization").is_some_and(|v| v != key),
+        "the page's key is ragstream's, not the provider's"
+    );
 }

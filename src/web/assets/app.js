@@ -18,7 +18,11 @@ const ui = {
 /** The most conversations kept in storage; older ones are dropped. */
 const MAX_CONVERSATIONS = 50;
 
-let limits = DEFAULT_LIMITS;
+/** The server's request limits (GET /api/limits), or the defaults if it does not say. */
+const limitsReady = fetch('/api/limits')
+  .then((r) => (r.ok ? r.json() : null))
+  .then((l) => ({ ...DEFAULT_LIMITS, ...l }))
+  .catch(() => DEFAULT_LIMITS);
 let conversations = store.loadConversations();
 let current = null;
 /** The answer being written: { controller, message, view }, or null. */
@@ -218,16 +222,16 @@ function retry() {
 /** Appends an empty answer to the conversation and streams it. */
 function answer() {
   const message = { role: 'assistant', content: '', reasoning: '', sources: [], error: null, state: 'streaming' };
-  const history = trimHistory(current.messages, limits);
+  const asked = [...current.messages];
   current.messages.push(message);
   save();
   renderMessages();
   const view = ui.list.lastElementChild.view;
   view.root.scrollIntoView({ block: 'end' });
-  stream(view, history);
+  stream(view, asked);
 }
 
-async function stream(view, history) {
+async function stream(view, asked) {
   const { message } = view;
   const controller = new AbortController();
   running = { controller, view };
@@ -249,6 +253,7 @@ async function stream(view, history) {
   };
   let outcome;
   try {
+    const history = trimHistory(asked, await limitsReady);
     for (;;) {
       try {
         const final = await streamChat({ messages: history, key: store.loadKey(), signal: controller.signal, onEvent });
@@ -386,6 +391,5 @@ window.addEventListener('pagehide', () => { if (running) running.view.message.st
 translate(document);
 const saved = store.loadCurrent();
 open(conversations.find((c) => c.id === saved) ?? newConversation());
-fetch('/api/limits').then((r) => (r.ok ? r.json() : null)).then((l) => { if (l) limits = { ...DEFAULT_LIMITS, ...l }; }).catch(() => {});
 document.body.dataset.ready = 'true';
 ui.input.focus();

@@ -45,6 +45,7 @@ async fn every_file_of_the_page_is_served_with_a_strict_policy_and_an_etag() {
         assert_eq!(headers[CONTENT_TYPE], *content_type, "{path}");
         assert_eq!(headers[X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
         assert_eq!(headers[CACHE_CONTROL], "no-cache", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
         let policy = headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(
             policy.starts_with("default-src 'self';"),

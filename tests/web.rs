@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::process::{self, Process, ROOT};
-use support::{Reply, Step, Upstream};
+use support::{Reply, Step, Upstream, upstream};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Mutex;
 
@@ -139,15 +139,35 @@ fn conversation(request: &Value) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
+async fn the_page_modules_pass_their_unit_tests() {
+    require_tools();
+    let output = tokio::process::Command::new("node")
+        .args(["--test", &format!("{SPECS}/units.mjs")])
+        .current_dir(ROOT)
+        .output()
+        .await
+        .expect("node runs");
+    println!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "units.mjs failed");
+}
+
+#[tokio::test]
 async fn a_direct_answer_streams_in_then_the_conversation_goes_on_and_survives_a_reload() {
     let _one = BROWSER.lock().await;
     let upstream = Upstream::start(vec![
-        Reply::answer(&[
-            "Hello! ",
-            "Here is ",
-            "**bold** text, ",
-            "a list:\n\n- one\n",
-            "- two\n\nand `code`.",
+        Reply::chunks(&[
+            upstream::reasoning("The user greets me. "),
+            upstream::reasoning("I will greet back."),
+            upstream::content("Hello! "),
+            upstream::content("Here is "),
+            upstream::content("**bold** text, "),
+            upstream::content("a list:\n\n- one\n"),
+            upstream::content("- two\n\nand `code`."),
+            upstream::finish("stop"),
         ])
         .paced(Duration::from_millis(250)),
         Reply::answer(&["Then the second ", "answer."]),
@@ -204,6 +224,7 @@ async fn model_output_cannot_inject_html_and_an_error_in_the_stream_is_shown_the
         Reply::answer(&[
             "Look: <img src=x onerror=alert(1)> and ",
             "[click me](javascript:alert(1)) and <script>alert(2)</script> ",
+            "![a picture](https://example.com/x.png) ",
             "and [docs](https://example.com/docs).",
         ]),
         Reply::Status(
@@ -304,8 +325,9 @@ async fn the_history_sent_is_trimmed_to_the_servers_limits() {
     );
 }
 
-/// Needs API keys (issue 15, `RAGSTREAM_API_KEYS`); remove the `ignore` when
-/// that lands.
+/// Needs API keys (issue 15, `RAGSTREAM_API_KEYS`), not yet in main: remove
+/// the `ignore` when they land. It passed on a local merge with branch
+/// `access` at 4dd16d4.
 #[tokio::test]
 #[ignore = "needs API keys from issue 15 (branch access)"]
 async fn the_page_asks_for_an_api_key_once_and_keeps_it() {

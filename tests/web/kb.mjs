@@ -26,6 +26,8 @@ await withPage({ locale: 'zh-CN', viewport: { width: 390, height: 780 } }, async
   assert.ok(searching < sources, 'status before sources');
   assert.ok(sources < answer, 'sources before the answer');
   assert.equal(await page.locator('#status').textContent(), '回答完成。');
+  assert.equal(await page.locator('#status').getAttribute('role'), 'status', 'a polite live region of its own');
+  assert.equal(await page.locator('[aria-live]').count(), 1, 'the growing answer is not a live region');
 
   step('sources are numbered as in the answer and open to their snippet');
   const message = lastAnswer(page);

@@ -33,6 +33,16 @@ await withPage({}, async (page, context) => {
   assert.ok(events.some((e) => e.kind === 'busy' && e.value === 'true'), 'aria-busy while written');
   assert.equal(await lastAnswer(page).getAttribute('aria-busy'), 'false');
 
+  step('the reasoning is there, collapsed, and not part of the answer');
+  const reasoning = lastAnswer(page).locator('details.reasoning');
+  assert.ok(await reasoning.isVisible());
+  assert.equal(await reasoning.evaluate((el) => el.open), false, 'collapsed');
+  assert.equal(await reasoning.locator('summary').textContent(), 'Thinking');
+  assert.equal(await reasoning.locator('.reasoning-text').isVisible(), false);
+  await reasoning.locator('summary').click();
+  assert.equal(await reasoning.locator('.reasoning-text').textContent(), 'The user greets me. I will greet back.');
+  assert.ok(!(await lastAnswer(page).locator('.answer').textContent()).includes('greet'));
+
   step('Markdown is rendered');
   const answer = lastAnswer(page).locator('.answer');
   assert.equal(await answer.locator('strong').textContent(), 'bold');

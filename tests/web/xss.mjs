@@ -16,9 +16,12 @@ await withPage({}, async (page) => {
   assert.equal(await page.locator('.answer img, .answer script, .answer iframe').count(), 0, 'no element was injected');
   assert.equal(await page.locator('.answer a[href^="javascript" i]').count(), 0, 'no javascript: link');
   assert.ok(text.includes('click me'), 'the javascript: link text stays');
+  assert.equal(await answer.locator('a[href="https://example.com/x.png"]').textContent(), 'a picture',
+    'an image is a link to it, never loaded');
   const safe = answer.locator('a[href="https://example.com/docs"]');
   assert.equal(await safe.count(), 1, 'an https link stays a link');
   assert.equal(await safe.getAttribute('rel'), 'noopener noreferrer');
+  assert.equal(await safe.getAttribute('target'), '_blank');
   for (const link of await answer.locator('a').all()) {
     assert.match(await link.getAttribute('href'), /^(https?:|mailto:)/, 'only http(s) and mailto links');
   }

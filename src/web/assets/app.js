@@ -377,9 +377,6 @@ ui.input.addEventListener('keydown', (e) => {
     ask(ui.input.value);
   }
 });
-document.addEventListener('keydown', (e) => {
-  if (e.key === 'Escape' && running && !ui.keyDialog.open) stop();
-});
 ui.stop.addEventListener('click', stop);
 ui.fresh.addEventListener('click', () => { open(newConversation()); ui.input.focus(); });
 ui.picker.addEventListener('change', () => {

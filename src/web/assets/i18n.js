@@ -86,7 +86,8 @@ export function pickLanguage(languages) {
   return 'en';
 }
 
-export const lang = pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
+const nav = globalThis.navigator;
+export const lang = pickLanguage(nav?.languages?.length ? nav.languages : [nav?.language]);
 
 /** The interface text `key` in the page's language. */
 export function t(key) {

@@ -10,12 +10,12 @@
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::process::{self, Process, ROOT};
 use support::{Reply, Step, Upstream, upstream};
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::Mutex;
 
 /// One browser at a time.
@@ -54,8 +54,12 @@ fn require_tools() {
 /// A `ragstream serve` whose stderr is drained (so its logs never block it)
 /// and kept for a failure report.
 struct Served {
-    process: Process,
-    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Killed when the test ends.
+    _child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    url: String,
+    /// Its log lines so far.
+    logs: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn serve(upstream: &Upstream, env: &[(&str, &str)]) -> Served {
@@ -63,28 +67,23 @@ async fn serve(upstream: &Upstream, env: &[(&str, &str)]) -> Served {
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut process = Process::start(command).await;
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut lines = std::mem::replace(
-        &mut process.stderr,
-        tokio::io::BufReader::new(empty_stderr()).lines(),
-    );
+    let Process {
+        child,
+        mut stderr,
+        url,
+    } = Process::start(command).await;
+    let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = logs.clone();
     tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
+        while let Ok(Some(line)) = stderr.next_line().await {
             kept.lock().unwrap().push(line);
         }
     });
-    Served { process, logs }
-}
-
-/// A stand-in for the stderr handle moved into the draining task.
-fn empty_stderr() -> tokio::process::ChildStderr {
-    let mut child = tokio::process::Command::new("true")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stderr.take().unwrap()
+    Served {
+        _child: child,
+        url,
+        logs,
+    }
 }
 
 /// Runs `tests/web/<spec>.mjs` against the server and fails with its output.
@@ -100,7 +99,7 @@ async fn browser_with(spec: &str, served: &Served, upstream: &Upstream, env: &[(
     let run = tokio::process::Command::new("node")
         .arg(format!("{SPECS}/{spec}.mjs"))
         .current_dir(ROOT)
-        .env("RAGSTREAM_URL", &served.process.url)
+        .env("RAGSTREAM_URL", &served.url)
         .env("UPSTREAM_URL", upstream_root)
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", chromium())
@@ -267,7 +266,7 @@ async fn a_503_overloaded_before_the_stream_is_shown() {
     let served = serve(&upstream, &[("RAGSTREAM_SERVER__MAX_STREAMS", "1")]).await;
     // Take the only stream slot and hold it while the page asks.
     let held = reqwest::Client::new()
-        .post(format!("{}/api/chat", served.process.url))
+        .post(format!("{}/api/chat", served.url))
         .json(&json!({"content": "hold the slot"}))
         .send()
         .await
@@ -340,7 +339,7 @@ async fn the_page_asks_for_an_api_key_once_and_keeps_it() {
     .await;
     let served = serve(&upstream, &[("RAGSTREAM_API_KEYS", key)]).await;
     let refused = reqwest::Client::new()
-        .post(format!("{}/api/chat", served.process.url))
+        .post(format!("{}/api/chat", served.url))
         .json(&json!({"content": "no key"}))
         .send()
         .await

@@ -10,6 +10,8 @@ await withPage({}, async (page) => {
   assert.ok(await page.locator('#stop').isVisible(), 'Stop is offered while the answer is written');
   assert.equal(await page.locator('#send').isVisible(), false);
   assert.equal(await upstreamOpen(), 1);
+  assert.ok(await page.locator('#input').evaluate((el) => el === document.activeElement),
+    'focus stays in the composer while the answer is written');
 
   step('Stop');
   await page.locator('#stop').click();

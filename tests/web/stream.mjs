@@ -31,6 +31,10 @@ await withPage({}, async (page, context) => {
     assert.ok(state.startsWith('Hello!') && state !== final, `"${state}" is a stage of the answer`);
   }
   assert.ok(events.some((e) => e.kind === 'busy' && e.value === 'true'), 'aria-busy while written');
+  const statuses = events.filter((e) => e.kind === 'status').map((e) => e.value);
+  for (const expected of ['Waiting for the answer…', 'Thinking…', 'Writing the answer…', 'Answer complete.']) {
+    assert.ok(statuses.includes(expected), `status "${expected}" shown; saw ${JSON.stringify(statuses)}`);
+  }
   assert.equal(await lastAnswer(page).getAttribute('aria-busy'), 'false');
 
   step('the reasoning is there, collapsed, and not part of the answer');

@@ -243,7 +243,11 @@ async function stream(view, asked) {
   };
   const onEvent = (name, data) => {
     switch (name) {
-      case 'delta': message.content += data.text ?? ''; schedule(); break;
+      case 'delta':
+        if (!message.content) setStatus(t('answering'));
+        message.content += data.text ?? '';
+        schedule();
+        break;
       case 'reasoning': message.reasoning += data.text ?? ''; setStatus(t('thinking')); schedule(); break;
       case 'status': setStatus(statusText(data)); break;
       case 'sources': message.sources.push(...(data.sources ?? [])); paintSources(view); break;
@@ -312,10 +316,12 @@ function stop() {
   running?.controller.abort();
 }
 
+/** Swaps Send and Stop. Focus stays in the composer, so the next question can be typed meanwhile. */
 function setRunning(on) {
+  const stopHadFocus = document.activeElement === ui.stop;
   ui.send.hidden = on;
   ui.stop.hidden = !on;
-  if (on) ui.stop.focus({ preventScroll: true }); else if (document.activeElement === ui.stop || document.activeElement === document.body) ui.input.focus();
+  if (!on && (stopHadFocus || document.activeElement === document.body)) ui.input.focus();
 }
 
 function setStatus(text) {

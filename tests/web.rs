@@ -260,7 +260,7 @@ async fn stop_ends_the_answer_and_the_upstream_connection() {
 }
 
 #[tokio::test]
-async fn a_503_overloaded_before_the_stream_is_shown() {
+async fn a_503_overloaded_and_an_unreachable_server_are_shown() {
     let _one = BROWSER.lock().await;
     let upstream = Upstream::start(vec![Reply::Stream(vec![Step::Hang])]).await;
     let served = serve(&upstream, &[("RAGSTREAM_SERVER__MAX_STREAMS", "1")]).await;

@@ -115,6 +115,8 @@ pub struct App {
     search: crate::kb::SearchParams,
     /// Request limits.
     limits: Limits,
+    /// API keys, rate limits, CORS.
+    access: crate::server::access::Settings,
     /// Configured tool names, for metrics that exist from the start.
     tools: Vec<String>,
 }
@@ -128,6 +130,7 @@ pub async fn prepare(config: &Config) -> Result<App, Error> {
         kb,
         search: config.kb.search_params(),
         limits: config.limits,
+        access: config.access.clone(),
         tools: config.tools.iter().map(|t| t.name.clone()).collect(),
     })
 }
@@ -163,13 +166,18 @@ impl App {
     ) -> Result<(), Error> {
         let metrics = crate::telemetry::install();
         crate::telemetry::register(server::ENDPOINTS, &self.tools);
+        let access = Arc::new(crate::server::access::Access::new(&self.access));
         let upkeep = metrics.clone();
+        let upkeep_access = Arc::clone(&access);
         let upkeep_stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => upkeep.run_upkeep(),
+                    _ = tick.tick() => {
+                        upkeep.run_upkeep();
+                        upkeep_access.upkeep();
+                    }
                     () = upkeep_stop.cancelled() => break,
                 }
             }
@@ -185,6 +193,7 @@ impl App {
             shutdown: shutdown.clone(),
             grace: limits.shutdown_grace,
             metrics,
+            access,
         };
         let drained = {
             let shutdown = shutdown.clone();

@@ -7,7 +7,8 @@
 //!
 //! Precedence, lowest first: built-in defaults, the `--config` file,
 //! `RAGSTREAM_SECTION__KEY` variables (e.g. `RAGSTREAM_LLM__DIALECT=functions`),
-//! then `OPENAI_BASE_URL`, `OPENAI_API_KEY` and `OPENAI_MODEL`.
+//! then `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `OPENAI_MODEL` and
+//! `RAGSTREAM_API_KEYS` (comma-separated `server.api_keys`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +22,7 @@ use serde_json::Value;
 use crate::engine;
 use crate::kb::KbConfig;
 use crate::llm::{Backoff, Dialect, Fallback, Secret, Settings};
+use crate::server::access;
 use crate::server::settings::{Limits, RawServer};
 
 /// Why the configuration cannot be used.
@@ -178,6 +180,8 @@ pub struct Config {
     pub backlog: u32,
     /// Request limits.
     pub limits: Limits,
+    /// API keys, rate limits, CORS.
+    pub access: access::Settings,
     /// The model provider; `None` means retrieval-only answers.
     pub llm: Option<Settings>,
     /// Prompts and the tool loop.
@@ -222,6 +226,9 @@ impl RawConfig {
         let mut raw: Self = figment
             .extract()
             .map_err(|err| Error::Load(err.to_string()))?;
+        if let Some(keys) = std::env::var(API_KEYS_VAR).ok().filter(|v| !v.trim().is_empty()) {
+            raw.server.api_keys = split_keys(&keys);
+        }
         // MINIMAX_API_KEY / MINIMAX_GROUP_ID, as the classic back end read them.
         raw.kb.apply_env();
         raw.env_warnings = ignored_variables(std::env::vars_os().map(|(key, _)| key));
@@ -233,6 +240,13 @@ impl RawConfig {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         let (addr, limits) = self.server.lift(&mut problems);
+        let access = access::Settings::lift(&self.server, &mut problems);
+        if !addr.ip().is_loopback() && !access.keys_required() {
+            warnings.push(format!(
+                "server.addr {addr} is reachable from other machines and no API key is configured: \
+                 anyone who reaches it can spend the model budget (set {API_KEYS_VAR} or server.api_keys)"
+            ));
+        }
         let llm = self.lift_llm(&mut problems);
         if llm.is_none() {
             warnings.push(
@@ -256,6 +270,7 @@ impl RawConfig {
             addr,
             backlog: self.server.backlog,
             limits,
+            access,
             llm,
             chat: self.chat.clone(),
             tools: self.tools.clone(),
@@ -359,10 +374,22 @@ impl RawConfig {
     }
 }
 
+/// The variable holding `server.api_keys`, comma-separated.
+pub const API_KEYS_VAR: &str = "RAGSTREAM_API_KEYS";
+
+/// The keys of a comma-separated list, trimmed, without empty entries.
+fn split_keys(list: &str) -> Vec<Secret> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
 /// The sections a `RAGSTREAM_SECTION__KEY` variable can address, with the
 /// tables nested in them.
 const SECTIONS: &[(&str, &[&str])] = &[
-    ("server", &[]),
+    ("server", &["rate_limit"]),
     ("llm", &[]),
     ("chat", &[]),
     ("tools", &[]),
@@ -378,8 +405,8 @@ fn ignored_variables(keys: impl Iterator<Item = std::ffi::OsString>) -> Vec<Stri
         let Some(rest) = key.strip_prefix("RAGSTREAM_") else {
             continue;
         };
-        // RAGSTREAM_CONFIG is the --config flag's variable.
-        if rest.contains("__") || rest == "CONFIG" {
+        // RAGSTREAM_CONFIG is the --config flag's variable; API_KEYS is a list.
+        if rest.contains("__") || rest == "CONFIG" || rest == "API_KEYS" {
             continue;
         }
         let lower = rest.to_ascii_lowercase();
@@ -485,16 +512,43 @@ mod tests {
                 "RAGSTREAM_KB_SEARCH_TOP_K",
                 "RAGSTREAM_LLM__MODEL",
                 "RAGSTREAM_CONFIG",
+                "RAGSTREAM_API_KEYS",
+                "RAGSTREAM_SERVER_RATE_LIMIT_BURST",
                 "RAGSTREAM_WHATEVER",
                 "PATH",
             ]
             .into_iter()
             .map(Into::into),
         );
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
         assert!(warnings[0].contains("did you mean RAGSTREAM_CHAT__MAX_STEPS?"));
         assert!(warnings[1].contains("did you mean RAGSTREAM_KB__SEARCH__TOP_K?"));
-        assert!(warnings[2].starts_with("RAGSTREAM_WHATEVER matches no setting"));
+        assert!(warnings[2].contains("did you mean RAGSTREAM_SERVER__RATE_LIMIT__BURST?"));
+        assert!(warnings[3].starts_with("RAGSTREAM_WHATEVER matches no setting"));
+    }
+
+    #[test]
+    fn api_keys_are_split_on_commas_and_trimmed() {
+        let keys = split_keys(" key-one-0123456789abcdef , ,key-two-0123456789abcdef,");
+        let keys: Vec<&str> = keys.iter().map(Secret::expose).collect();
+        assert_eq!(keys, ["key-one-0123456789abcdef", "key-two-0123456789abcdef"]);
+    }
+
+    #[test]
+    fn listening_beyond_loopback_without_keys_is_warned_about() {
+        let open = lift(&format!("{KB}[server]\naddr = \"0.0.0.0:5328\"\n")).unwrap();
+        assert!(
+            open.warnings.iter().any(|w| w.contains("no API key is configured")),
+            "{:?}",
+            open.warnings
+        );
+        let keyed = lift(&format!(
+            "{KB}[server]\naddr = \"0.0.0.0:5328\"\napi_keys = [\"key-0123456789abcdef\"]\n"
+        ))
+        .unwrap();
+        assert!(!keyed.warnings.iter().any(|w| w.contains("API key")));
+        let local = lift(KB).unwrap();
+        assert!(!local.warnings.iter().any(|w| w.contains("API key")));
     }
 
     #[test]

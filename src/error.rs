@@ -67,6 +67,10 @@ codes! {
     MethodNotAllowed = "method_not_allowed",
     /// The request target is longer than ragstream accepts.
     UriTooLong = "uri_too_long",
+    /// Keys are configured and the request has none, or a wrong one.
+    Unauthorized = "unauthorized",
+    /// The key or client address is over `server.rate_limit`.
+    RateLimited = "rate_limited",
     /// All `server.max_streams` slots are taken.
     Overloaded = "overloaded",
     // Both before and inside a stream.

@@ -27,6 +27,13 @@ pub const TOOL_CALLS: &str = "ragstream_tool_calls_total";
 pub const UPSTREAM_ERRORS: &str = "ragstream_upstream_errors_total";
 /// Knowledge-base search latency.
 pub const KB_SEARCH: &str = "ragstream_kb_search_seconds";
+/// Requests turned away by access control, by `reason` (`unauthorized`, `rate_limited`).
+pub const REJECTED: &str = "ragstream_rejected_requests_total";
+/// Client addresses the rate limiter tracks.
+pub const RATE_LIMIT_CLIENTS: &str = "ragstream_rate_limit_clients";
+
+/// Reasons of `ragstream_rejected_requests_total`.
+pub const REJECTION_REASONS: &[Code] = &[Code::Unauthorized, Code::RateLimited];
 
 /// Outcomes of `ragstream_streams_total`.
 pub const STREAM_OUTCOMES: &[&str] = &["done", "error", "cancelled", "shutdown"];
@@ -78,12 +85,14 @@ fn describe() {
         metrics::Unit::Seconds,
         "knowledge-base search latency"
     );
+    metrics::describe_counter!(REJECTED, "requests turned away by access control, by reason");
+    metrics::describe_gauge!(RATE_LIMIT_CLIENTS, "client addresses the rate limiter tracks");
 }
 
 /// Creates every series whose labels are known in advance, at zero: requests
 /// to each of `endpoints` with status 200, streams by outcome, tool calls of
 /// each of `tools` by outcome, upstream errors by kind, the gauge and the
-/// histograms. Registering a series twice is harmless.
+/// histograms, rejections by reason. Registering a series twice is harmless.
 pub fn register(endpoints: &[&'static str], tools: &[String]) {
     for &endpoint in endpoints {
         metrics::counter!(REQUESTS, "endpoint" => endpoint, "status" => "200").increment(0);
@@ -103,6 +112,9 @@ pub fn register(endpoints: &[&'static str], tools: &[String]) {
         .filter(|c| c.as_str().starts_with("upstream_"))
     {
         metrics::counter!(UPSTREAM_ERRORS, "kind" => code.as_str()).increment(0);
+    }
+    for reason in REJECTION_REASONS {
+        metrics::counter!(REJECTED, "reason" => reason.as_str()).increment(0);
     }
     for histogram in [TIME_TO_FIRST_BYTE, STREAM_DURATION, KB_SEARCH] {
         let _ = metrics::histogram!(histogram);

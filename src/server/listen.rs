@@ -4,7 +4,9 @@
 use std::future::Future;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::serve::Listener;
+use tower::ServiceExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -15,6 +17,9 @@ use super::settings::Limits;
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting,
 /// closes idle connections, lets each busy one finish its response, and
 /// returns when every connection is closed.
+///
+/// Each request carries its connection's peer address as
+/// `ConnectInfo<SocketAddr>` (what rate limits per client address read).
 ///
 /// A connection that does not send a complete request head within
 /// `limits.header_timeout` is closed without an answer; that includes an idle
@@ -36,15 +41,21 @@ pub async fn serve(
     let mut stop = std::pin::pin!(stop);
     loop {
         // `Listener::accept` retries failed accepts (e.g. out of file descriptors).
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = Listener::accept(&mut listener) => accepted,
             () = &mut stop => break,
         };
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::http::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
         let connection =
-            builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+            builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
         let mut stopped = stopped.clone();
         let open = open.subscribe();
         tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! The HTTP surfaces: axum routes over one shared [`Engine`].
 
+pub mod access;
 pub mod encode;
 pub mod error;
 pub mod guard;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub grace: Duration,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// API keys, rate limits and CORS.
+    pub access: Arc<access::Access>,
 }
 
 /// A JSON body whose rejections become [`ApiError`]s.
@@ -77,15 +80,28 @@ pub const ENDPOINTS: &[&str] = &[
 ];
 
 /// The router with every route and middleware.
+///
+/// Routes come in groups by who may call them: answering and searching need
+/// a key when keys are configured and are rate limited; `/metrics` needs a
+/// key unless `server.metrics_public`; probes are always open.
 pub fn app(state: AppState) -> Router {
     let request_id = header::HeaderName::from_static(limits::REQUEST_ID);
-    Router::new()
-        .route("/api/chat", post(chat))
-        .route("/api/python", post(python))
-        .route("/api/kb/search", get(kb_search))
+    let answering = state.access.answering(access::ragstream_shape).protect(
+        Router::new()
+            .route("/api/chat", post(chat))
+            .route("/api/python", post(python))
+            .route("/api/kb/search", get(kb_search)),
+    );
+    let scraping = Router::new().route("/metrics", get(metrics));
+    let scraping = match state.access.metrics() {
+        Some(guard) => guard.protect(scraping),
+        None => scraping,
+    };
+    let router = Router::new()
+        .merge(answering)
+        .merge(scraping)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .merge(crate::web::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -94,8 +110,14 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(middleware::from_fn(limits::bound_request_id))
-        .with_state(state)
+        .layer(middleware::from_fn(limits::bound_request_id));
+    // Outermost, so preflights are answered before any key is asked for and
+    // rejections carry the CORS headers a page needs to read them.
+    let router = match state.access.cors() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// `POST /api/chat`: named SSE events, ending with `done` or `error`.
@@ -279,7 +301,8 @@ async fn observe(request: Request<Body>, next: Next) -> Response {
         .get(limits::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    let span = tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path());
+    // `key` is filled in by the access guard: the key's fingerprint, never the key.
+    let span = tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path(), key = tracing::field::Empty);
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::access::settings::RawRateLimit;
+use crate::secret::Secret;
+
 /// `[server]`, as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +31,17 @@ pub struct RawServer {
     pub body_timeout_ms: u64,
     /// Accept backlog of the listening socket (capped by `net.core.somaxconn`).
     pub backlog: u32,
+    /// API keys; when any is set, answering and searching need one
+    /// (`RAGSTREAM_API_KEYS`, comma-separated, replaces this list).
+    pub api_keys: Vec<Secret>,
+    /// `/metrics` answers without a key even when keys are configured.
+    pub metrics_public: bool,
+    /// Take the client address from the first entry of `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+    /// Origins whose pages may call the API from a browser.
+    pub cors_origins: Vec<String>,
+    /// Requests per minute per key or client address.
+    pub rate_limit: RawRateLimit,
 }
 
 impl Default for RawServer {
@@ -42,6 +56,11 @@ impl Default for RawServer {
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             backlog: 4096,
+            api_keys: Vec::new(),
+            metrics_public: false,
+            trust_forwarded_for: false,
+            cors_origins: Vec::new(),
+            rate_limit: RawRateLimit::default(),
         }
     }
 }

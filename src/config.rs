@@ -226,7 +226,10 @@ impl RawConfig {
         let mut raw: Self = figment
             .extract()
             .map_err(|err| Error::Load(err.to_string()))?;
-        if let Some(keys) = std::env::var(API_KEYS_VAR).ok().filter(|v| !v.trim().is_empty()) {
+        if let Some(keys) = std::env::var(API_KEYS_VAR)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
             raw.server.api_keys = split_keys(&keys);
         }
         // MINIMAX_API_KEY / MINIMAX_GROUP_ID, as the classic back end read them.
@@ -531,14 +534,19 @@ mod tests {
     fn api_keys_are_split_on_commas_and_trimmed() {
         let keys = split_keys(" key-one-0123456789abcdef , ,key-two-0123456789abcdef,");
         let keys: Vec<&str> = keys.iter().map(Secret::expose).collect();
-        assert_eq!(keys, ["key-one-0123456789abcdef", "key-two-0123456789abcdef"]);
+        assert_eq!(
+            keys,
+            ["key-one-0123456789abcdef", "key-two-0123456789abcdef"]
+        );
     }
 
     #[test]
     fn listening_beyond_loopback_without_keys_is_warned_about() {
         let open = lift(&format!("{KB}[server]\naddr = \"0.0.0.0:5328\"\n")).unwrap();
         assert!(
-            open.warnings.iter().any(|w| w.contains("no API key is configured")),
+            open.warnings
+                .iter()
+                .any(|w| w.contains("no API key is configured")),
             "{:?}",
             open.warnings
         );

@@ -85,8 +85,14 @@ fn describe() {
         metrics::Unit::Seconds,
         "knowledge-base search latency"
     );
-    metrics::describe_counter!(REJECTED, "requests turned away by access control, by reason");
-    metrics::describe_gauge!(RATE_LIMIT_CLIENTS, "client addresses the rate limiter tracks");
+    metrics::describe_counter!(
+        REJECTED,
+        "requests turned away by access control, by reason"
+    );
+    metrics::describe_gauge!(
+        RATE_LIMIT_CLIENTS,
+        "client addresses the rate limiter tracks"
+    );
 }
 
 /// Creates every series whose labels are known in advance, at zero: requests

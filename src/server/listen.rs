@@ -6,11 +6,11 @@ use std::future::Future;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
-use tower::ServiceExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 use super::settings::Limits;
 

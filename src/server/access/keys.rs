@@ -56,7 +56,7 @@ impl Keys {
     pub fn fingerprint(&self, id: KeyId) -> String {
         self.digests
             .get(id.0)
-            .map_or_else(String::new, |digest| hex8(digest))
+            .map_or_else(String::new, hex8)
     }
 }
 
@@ -124,10 +124,16 @@ mod tests {
     #[test]
     fn bearer_comes_first_then_x_api_key() {
         assert_eq!(
-            presented(&headers(&[("authorization", "Bearer abc"), ("x-api-key", "xyz")])),
+            presented(&headers(&[
+                ("authorization", "Bearer abc"),
+                ("x-api-key", "xyz")
+            ])),
             Some("abc")
         );
-        assert_eq!(presented(&headers(&[("authorization", "bearer  abc ")])), Some("abc"));
+        assert_eq!(
+            presented(&headers(&[("authorization", "bearer  abc ")])),
+            Some("abc")
+        );
         assert_eq!(presented(&headers(&[("x-api-key", "xyz")])), Some("xyz"));
         assert_eq!(
             presented(&headers(&[("authorization", "Basic dXNlcjpwdw==")])),

@@ -141,7 +141,10 @@ impl Access {
     pub fn upkeep(&self) {
         if let Some(limiter) = &self.limiter {
             limiter.upkeep();
-            #[expect(clippy::cast_precision_loss, reason = "a gauge; counts stay far below 2^52")]
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "a gauge; counts stay far below 2^52"
+            )]
             metrics::gauge!(telemetry::RATE_LIMIT_CLIENTS).set(limiter.tracked_addresses() as f64);
         }
     }
@@ -166,29 +169,34 @@ impl Access {
         })
     }
 
-    /// Checks one request: `Ok` with the key's fingerprint (if it presented a
-    /// valid key), or why it is turned away.
-    fn check(&self, request: &Request, limited: bool) -> Result<Option<String>, Rejection> {
+    /// Checks one request: `Ok`, or why it is turned away. A valid key's
+    /// fingerprint goes into the request's span either way.
+    fn check(&self, request: &Request, limited: bool) -> Result<(), Rejection> {
         let presented = if self.keys.is_empty() {
             None
         } else {
             keys::presented(request.headers())
         };
         let key = presented.and_then(|key| self.keys.find(key));
+        if let Some(id) = key {
+            let fingerprint = self.keys.fingerprint(id);
+            tracing::Span::current().record("key", tracing::field::display(fingerprint));
+        }
         if let (true, Some(limiter)) = (limited, &self.limiter) {
             let client = match key {
                 Some(id) => Client::Key(id),
                 None => Client::Address(self.client_address(request)),
             };
-            limiter.check(client).map_err(|limited| Rejection::RateLimited {
-                retry_after: limited.retry_after,
-                limit: limiter.limit(),
-                per_key: key.is_some(),
-            })?;
+            limiter
+                .check(client)
+                .map_err(|limited| Rejection::RateLimited {
+                    retry_after: limited.retry_after,
+                    limit: limiter.limit(),
+                    per_key: key.is_some(),
+                })?;
         }
         match (self.keys.is_empty(), presented, key) {
-            (true, _, _) => Ok(None),
-            (false, _, Some(id)) => Ok(Some(self.keys.fingerprint(id))),
+            (true, _, _) | (false, _, Some(_)) => Ok(()),
             (false, None, None) => Err(Rejection::MissingKey),
             (false, Some(_), None) => Err(Rejection::WrongKey),
         }
@@ -222,16 +230,10 @@ impl Guard {
     }
 }
 
-/// Lets a request through, recording its key's fingerprint in the request's
-/// span, or answers with the rejection in the group's shape.
+/// Lets a request through, or answers with the rejection in the group's shape.
 async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     match guard.access.check(&request, guard.limited) {
-        Ok(fingerprint) => {
-            if let Some(fingerprint) = fingerprint {
-                tracing::Span::current().record("key", fingerprint);
-            }
-            next.run(request).await
-        }
+        Ok(()) => next.run(request).await,
         Err(rejection) => {
             metrics::counter!(telemetry::REJECTED, "reason" => rejection.reason().as_str())
                 .increment(1);

@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::nanos::Nanos;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::StateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::keys::KeyId;
@@ -94,7 +94,9 @@ impl Limiter {
     pub fn check(&self, client: Client) -> Result<(), Limited> {
         let outcome = match client {
             Client::Key(id) => self.keys.check_key(&id),
-            Client::Address(address) => self.addresses.check_key(&Client::Address(network(address))),
+            Client::Address(address) => {
+                self.addresses.check_key(&Client::Address(network(address)))
+            }
             Client::Overflow => self.addresses.check_key(&Client::Overflow),
         };
         outcome.map_err(|not_until| Limited {
@@ -215,8 +217,14 @@ mod tests {
         }
         // 100 addresses and the overflow budget the rest shared.
         assert_eq!(limiter.tracked_addresses(), 101);
-        assert!(limiter.check(address(5)).is_err(), "a tracked address keeps its budget");
-        assert!(limiter.check(address(20_000)).is_err(), "new ones share the overflow budget");
+        assert!(
+            limiter.check(address(5)).is_err(),
+            "a tracked address keeps its budget"
+        );
+        assert!(
+            limiter.check(address(20_000)).is_err(),
+            "new ones share the overflow budget"
+        );
     }
 
     #[test]

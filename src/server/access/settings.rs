@@ -115,7 +115,8 @@ fn lift_rate_limit(raw: &RawRateLimit, problems: &mut Vec<String>) -> Option<Rat
     let Some(per_minute) = raw.requests_per_minute else {
         if raw.burst.is_some() {
             problems.push(
-                "server.rate_limit.burst is set without server.rate_limit.requests_per_minute".into(),
+                "server.rate_limit.burst is set without server.rate_limit.requests_per_minute"
+                    .into(),
             );
         }
         return None;
@@ -236,7 +237,10 @@ mod tests {
     #[test]
     fn an_origin_with_a_trailing_slash_is_the_origin() {
         let raw = RawServer {
-            cors_origins: vec!["https://app.example/".into(), "http://localhost:3000".into()],
+            cors_origins: vec![
+                "https://app.example/".into(),
+                "http://localhost:3000".into(),
+            ],
             ..RawServer::default()
         };
         let (settings, problems) = lift(raw);

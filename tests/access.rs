@@ -353,10 +353,9 @@ async fn a_configured_origin_gets_a_full_preflight_answer_even_when_keys_are_nee
         "{methods}"
     );
     let allowed = headers["access-control-allow-headers"].to_str().unwrap();
-    assert!(
-        allowed.contains("authorization") && allowed.contains("content-type"),
-        "{allowed}"
-    );
+    for header in ["authorization", "content-type", "x-api-key", "x-request-id"] {
+        assert!(allowed.contains(header), "{header} missing from {allowed}");
+    }
     assert_eq!(headers["access-control-max-age"], "600");
 
     // The 401 itself is readable by the page, so it can tell the user.
@@ -369,6 +368,13 @@ async fn a_configured_origin_gets_a_full_preflight_answer_even_when_keys_are_nee
     assert_eq!(
         refused.headers()["access-control-allow-origin"],
         "https://app.example"
+    );
+    let exposed = refused.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("x-request-id") && exposed.contains("retry-after"),
+        "{exposed}"
     );
 }
 
@@ -580,5 +586,9 @@ fn a_short_key_is_a_configuration_error() {
     assert!(
         stdout.contains("server.api_keys[0] has 9 characters; use at least 16"),
         "{stdout}"
+    );
+    assert!(
+        !stdout.contains("short-key"),
+        "the key itself is never shown:\n{stdout}"
     );
 }

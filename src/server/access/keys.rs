@@ -54,9 +54,7 @@ impl Keys {
 
     /// The fingerprint of a configured key, for logs.
     pub fn fingerprint(&self, id: KeyId) -> String {
-        self.digests
-            .get(id.0)
-            .map_or_else(String::new, hex8)
+        self.digests.get(id.0).map_or_else(String::new, hex8)
     }
 }
 

@@ -252,7 +252,42 @@ async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Resp
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
     use super::*;
+    use crate::secret::Secret;
+
+    /// Another wire format's error, as `/v1` would render it.
+    fn plain_shape(rejection: &Rejection) -> Response {
+        (
+            rejection.status(),
+            format!("refused: {}", rejection.reason()),
+        )
+            .into_response()
+    }
+
+    #[tokio::test]
+    async fn a_route_group_renders_rejections_in_its_own_shape() {
+        let access = Arc::new(Access::new(&Settings {
+            api_keys: vec![Secret::new("a-key-for-the-shape-test")],
+            ..Settings::default()
+        }));
+        let router = access
+            .answering(plain_shape)
+            .protect(Router::new().route("/v1/models", get(|| async { "models" })));
+        let response = router
+            .oneshot(Request::get("/v1/models").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"refused: unauthorized");
+    }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {

@@ -230,7 +230,14 @@ impl RawConfig {
             .ok()
             .filter(|v| !v.trim().is_empty())
         {
-            raw.server.api_keys = split_keys(&keys);
+            let keys = split_keys(&keys);
+            // "," would otherwise open a server the file closes.
+            if keys.is_empty() {
+                return Err(Error::Load(format!(
+                    "{API_KEYS_VAR} holds no key: list keys separated by commas, or unset it"
+                )));
+            }
+            raw.server.api_keys = keys;
         }
         // MINIMAX_API_KEY / MINIMAX_GROUP_ID, as the classic back end read them.
         raw.kb.apply_env();

@@ -592,3 +592,23 @@ fn a_short_key_is_a_configuration_error() {
         "the key itself is never shown:\n{stdout}"
     );
 }
+
+#[test]
+fn a_key_list_of_only_commas_is_an_error_not_an_open_server() {
+    let output = process::ragstream("warn")
+        .args([
+            "check-config",
+            "--no-probe",
+            "--config",
+            "examples/autism.toml",
+        ])
+        .env("RAGSTREAM_API_KEYS", " , ,")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("RAGSTREAM_API_KEYS holds no key"),
+        "{stdout}"
+    );
+}

@@ -5,7 +5,16 @@
 //! its rejections take (a [`Shape`]): ragstream's own on `/api/*`
 //! ([`ragstream_shape`]), OpenAI's on OpenAI-compatible routes. The guard
 //! adds the headers every shape shares (`WWW-Authenticate`, `Retry-After`)
-//! and counts each rejection by reason.
+//! and counts each rejection by reason. A new group of answering routes is
+//! wired in [`crate::server::app`] as
+//!
+//! ```ignore
+//! let v1 = state.access.answering(openai_shape).protect(v1_routes);
+//! ```
+//!
+//! where `openai_shape` is a [`Shape`] rendering [`Rejection::status`] and
+//! [`Rejection::message`] as that wire format's error. Pages and their assets
+//! stay outside every guard.
 
 pub mod cors;
 pub mod keys;

@@ -12,9 +12,9 @@
 //! let v1 = state.access.answering(openai_shape).protect(v1_routes);
 //! ```
 //!
-//! where `openai_shape` is a [`Shape`] rendering [`Rejection::status`] and
-//! [`Rejection::message`] as that wire format's error. Pages and their assets
-//! stay outside every guard.
+//! with [`openai_shape`] (or any [`Shape`] rendering [`Rejection::status`]
+//! and [`Rejection::message`] as that wire format's error). Pages and their
+//! assets stay outside every guard.
 
 pub mod cors;
 pub mod keys;
@@ -113,6 +113,23 @@ pub type Shape = fn(&Rejection) -> Response;
 /// ragstream's own shape, `{"error":{"code","message"}}`.
 pub fn ragstream_shape(rejection: &Rejection) -> Response {
     ApiError::new(rejection.status(), rejection.reason(), rejection.message()).into_response()
+}
+
+/// OpenAI's shape, `{"error":{"message","type","param","code"}}`, for
+/// OpenAI-compatible routes: their SDKs read the status (401
+/// `AuthenticationError`, 429 `RateLimitError`) and show `message`.
+pub fn openai_shape(rejection: &Rejection) -> Response {
+    let (kind, code) = match rejection {
+        Rejection::MissingKey | Rejection::WrongKey => ("invalid_request_error", "invalid_api_key"),
+        Rejection::RateLimited { .. } => ("requests", "rate_limit_exceeded"),
+    };
+    let body = serde_json::json!({"error": {
+        "message": rejection.message(),
+        "type": kind,
+        "param": null,
+        "code": code,
+    }});
+    (rejection.status(), axum::Json(body)).into_response()
 }
 
 /// The access rules of one server instance, built once from [`Settings`].
@@ -296,6 +313,44 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&body[..], b"refused: unauthorized");
+    }
+
+    async fn json(response: Response) -> serde_json::Value {
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_openai_shape_is_what_openai_sdks_expect() {
+        let unauthorized = openai_shape(&Rejection::WrongKey);
+        assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            json(unauthorized).await,
+            serde_json::json!({"error": {
+                "message": "the API key is not valid",
+                "type": "invalid_request_error",
+                "param": null,
+                "code": "invalid_api_key",
+            }})
+        );
+        let limited = openai_shape(&Rejection::RateLimited {
+            retry_after: Duration::from_millis(1500),
+            limit: RateLimit {
+                per_minute: std::num::NonZeroU32::new(60).unwrap(),
+                burst: std::num::NonZeroU32::new(5).unwrap(),
+                max_clients: 10,
+            },
+            per_key: true,
+        });
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        let body = json(limited).await;
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(
+            body["error"]["message"],
+            "rate limit exceeded: 60 requests per minute (bursts of 5) per API key; retry in 2 s"
+        );
     }
 
     #[test]

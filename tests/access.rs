@@ -514,6 +514,14 @@ async fn everything_can_be_set_from_the_environment_and_logs_show_fingerprints_o
         "each request with the key is logged with its fingerprint, the 429 too:\n{logs}"
     );
     assert!(keyed[2].contains("status=429"), "{logs}");
+    let anonymous = logs
+        .lines()
+        .filter(|line| line.contains("client=127.0.0.1}") && line.contains("status=401"))
+        .count();
+    assert_eq!(
+        anonymous, 2,
+        "requests without a valid key are logged with their address:\n{logs}"
+    );
     for secret in [KEY, OTHER_KEY, wrong] {
         assert!(!logs.contains(secret), "a key in the logs:\n{logs}");
     }

@@ -301,8 +301,16 @@ async fn observe(request: Request<Body>, next: Next) -> Response {
         .get(limits::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    // `key` is filled in by the access guard: the key's fingerprint, never the key.
-    let span = tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path(), key = tracing::field::Empty);
+    // Filled in by the access guard: `key` is the key's fingerprint (never the
+    // key), `client` the address of a request without a valid key.
+    let span = tracing::info_span!(
+        "request",
+        id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        key = tracing::field::Empty,
+        client = tracing::field::Empty,
+    );
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();

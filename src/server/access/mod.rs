@@ -195,24 +195,32 @@ impl Access {
         })
     }
 
-    /// Checks one request: `Ok`, or why it is turned away. A valid key's
-    /// fingerprint goes into the request's span either way.
+    /// Checks one request: `Ok`, or why it is turned away. Whom the request
+    /// counts as goes into its span either way: a valid key's fingerprint, or
+    /// else the client address.
     fn check(&self, request: &Request, limited: bool) -> Result<(), Rejection> {
+        if self.keys.is_empty() && self.limiter.is_none() {
+            return Ok(());
+        }
         let presented = if self.keys.is_empty() {
             None
         } else {
             keys::presented(request.headers())
         };
         let key = presented.and_then(|key| self.keys.find(key));
-        if let Some(id) = key {
-            let fingerprint = self.keys.fingerprint(id);
-            tracing::Span::current().record("key", tracing::field::display(fingerprint));
-        }
+        let span = tracing::Span::current();
+        let client = match key {
+            Some(id) => {
+                span.record("key", tracing::field::display(self.keys.fingerprint(id)));
+                Client::Key(id)
+            }
+            None => {
+                let address = self.client_address(request);
+                span.record("client", tracing::field::display(address));
+                Client::Address(address)
+            }
+        };
         if let (true, Some(limiter)) = (limited, &self.limiter) {
-            let client = match key {
-                Some(id) => Client::Key(id),
-                None => Client::Address(self.client_address(request)),
-            };
             limiter
                 .check(client)
                 .map_err(|limited| Rejection::RateLimited {

@@ -227,6 +227,17 @@ mod tests {
         );
     }
 
+    /// operations.md's memory bound: 32 bytes an entry, in tables that are at
+    /// most about 2.3 times as large as their entries need, so 100,000
+    /// addresses take under 8 MB.
+    #[test]
+    fn a_tracked_address_is_32_bytes_of_table() {
+        assert_eq!(
+            std::mem::size_of::<(Client, governor::state::InMemoryState)>(),
+            32
+        );
+    }
+
     #[test]
     fn upkeep_forgets_addresses_whose_budget_is_full_again() {
         // 60,000 a minute: one request's budget comes back within a millisecond.

@@ -146,6 +146,22 @@ async fn a_configured_key_is_accepted_as_bearer_or_x_api_key() {
 }
 
 #[tokio::test]
+async fn the_page_its_files_and_its_limits_stay_open_with_keys_and_limits() {
+    let upstream = Upstream::start(vec![]).await;
+    let server = keyed(&upstream, |raw| limit(raw, 1, 1)).await;
+    for _ in 0..3 {
+        for path in ["/", "/app.js", "/style.css", "/api/limits"] {
+            let response = reqwest::get(format!("{}{path}", server.url)).await.unwrap();
+            assert_eq!(
+                response.status(),
+                200,
+                "{path} needs no key and is not limited"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn probes_stay_open_and_metrics_need_a_key_unless_public() {
     let upstream = Upstream::start(vec![]).await;
     let server = keyed(&upstream, |_| {}).await;

@@ -324,11 +324,9 @@ async fn the_history_sent_is_trimmed_to_the_servers_limits() {
     );
 }
 
-/// Needs API keys (issue 15, `RAGSTREAM_API_KEYS`), not yet in main: remove
-/// the `ignore` when they land. It passed on a local merge with branch
-/// `access` at 4dd16d4.
+/// With API keys (issue 15, `RAGSTREAM_API_KEYS`) the page stays open and
+/// asks for a key.
 #[tokio::test]
-#[ignore = "needs API keys from issue 15 (branch access)"]
 async fn the_page_asks_for_an_api_key_once_and_keeps_it() {
     let _one = BROWSER.lock().await;
     let key = "test-key-0123456789abcdef";

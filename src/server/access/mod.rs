@@ -8,7 +8,7 @@
 //! and counts each rejection by reason. A new group of answering routes is
 //! wired in [`crate::server::app`] as
 //!
-//! ```ignore
+//! ```text
 //! let v1 = state.access.answering(openai_shape).protect(v1_routes);
 //! ```
 //!

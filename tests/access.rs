@@ -11,7 +11,7 @@ use ragstream::llm::Secret;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use support::process::{self, Process};
-use support::{Reply, Server, Upstream, answer, config, start};
+use support::{Reply, Server, Upstream, answer, config, metric, start};
 
 const KEY: &str = "rs-test-key-0123456789abcdef";
 const OTHER_KEY: &str = "rs-other-key-fedcba9876543210";
@@ -431,17 +431,6 @@ async fn other_origins_get_no_allow_origin() {
     );
 }
 
-/// The value of one series in Prometheus text, e.g. `name{a="b"}`.
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// The real binary, configured only through the environment: keys from
 /// `RAGSTREAM_API_KEYS`, the limit from `RAGSTREAM_SERVER__RATE_LIMIT__*`,
 /// origins from `RAGSTREAM_SERVER__CORS_ORIGINS`. A fresh process, so the
@@ -495,14 +484,14 @@ async fn everything_can_be_set_from_the_environment_and_logs_show_fingerprints_o
         .await
         .unwrap();
     assert_eq!(
-        value(
+        metric(
             &metrics,
             "ragstream_rejected_requests_total{reason=\"unauthorized\"}"
         ),
         2.0
     );
     assert_eq!(
-        value(
+        metric(
             &metrics,
             "ragstream_rejected_requests_total{reason=\"rate_limited\"}"
         ),
@@ -545,18 +534,8 @@ async fn everything_can_be_set_from_the_environment_and_logs_show_fingerprints_o
 
 #[test]
 fn check_config_shows_keys_masked() {
-    let output = process::ragstream("warn")
-        .args([
-            "check-config",
-            "--no-probe",
-            "--config",
-            "examples/autism.toml",
-        ])
-        .env("RAGSTREAM_API_KEYS", format!("{KEY},{OTHER_KEY}"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    let (code, stdout) = check_config(&[("RAGSTREAM_API_KEYS", &format!("{KEY},{OTHER_KEY}"))]);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(
         stdout.contains("\"rs-*** (28 chars)\",") && stdout.contains("\"rs-*** (29 chars)\","),
         "{stdout}"
@@ -569,44 +548,22 @@ fn check_config_shows_keys_masked() {
 
 #[test]
 fn check_config_warns_about_an_open_non_loopback_address() {
-    let run = |keys: Option<&str>| {
-        let mut command = process::ragstream("warn");
-        command
-            .args([
-                "check-config",
-                "--no-probe",
-                "--config",
-                "examples/autism.toml",
-            ])
-            .env("RAGSTREAM_SERVER__ADDR", "0.0.0.0:5328");
-        if let Some(keys) = keys {
-            command.env("RAGSTREAM_API_KEYS", keys);
-        }
-        let output = command.output().unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    let open = run(None);
+    let (_, open) = check_config(&[("RAGSTREAM_SERVER__ADDR", "0.0.0.0:5328")]);
     assert!(
         open.contains("warning: server.addr 0.0.0.0:5328 is reachable from other machines and no API key is configured"),
         "{open}"
     );
-    assert!(!run(Some(KEY)).contains("no API key is configured"));
+    let (_, closed) = check_config(&[
+        ("RAGSTREAM_SERVER__ADDR", "0.0.0.0:5328"),
+        ("RAGSTREAM_API_KEYS", KEY),
+    ]);
+    assert!(!closed.contains("no API key is configured"), "{closed}");
 }
 
 #[test]
 fn a_short_key_is_a_configuration_error() {
-    let output = process::ragstream("warn")
-        .args([
-            "check-config",
-            "--no-probe",
-            "--config",
-            "examples/autism.toml",
-        ])
-        .env("RAGSTREAM_API_KEYS", "short-key")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = check_config(&[("RAGSTREAM_API_KEYS", "short-key")]);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("server.api_keys[0] has 9 characters; use at least 16"),
         "{stdout}"
@@ -619,6 +576,17 @@ fn a_short_key_is_a_configuration_error() {
 
 #[test]
 fn a_key_list_of_only_commas_is_an_error_not_an_open_server() {
+    let (code, stdout) = check_config(&[("RAGSTREAM_API_KEYS", " , ,")]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("RAGSTREAM_API_KEYS holds no key"),
+        "{stdout}"
+    );
+}
+
+/// `check-config` on the example with extra environment variables: the exit
+/// code and what it printed.
+fn check_config(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let output = process::ragstream("warn")
         .args([
             "check-config",
@@ -626,13 +594,11 @@ fn a_key_list_of_only_commas_is_an_error_not_an_open_server() {
             "--config",
             "examples/autism.toml",
         ])
-        .env("RAGSTREAM_API_KEYS", " , ,")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("RAGSTREAM_API_KEYS holds no key"),
-        "{stdout}"
-    );
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }

@@ -10,7 +10,7 @@ use ragstream::config::RawFallback;
 use serde_json::{Value, json};
 use support::process::{self, Process};
 use support::upstream::content;
-use support::{Reply, Step, Upstream, answer, chat, config, last, start};
+use support::{Reply, Step, Upstream, answer, chat, config, last, metric, start};
 
 fn ask() -> Value {
     json!({"content": "孩子不说话怎么办"})
@@ -191,17 +191,6 @@ async fn readyz_reports_ready_then_draining() {
     );
 }
 
-/// The value of one series in Prometheus text, e.g. `name{a="b"}`.
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Issue 10, parts 6 and 8: a fresh process, so every value comes from this
 /// test alone; every series exists at zero before the first request.
 #[tokio::test]
@@ -239,7 +228,7 @@ async fn metrics_start_at_zero_and_count_exactly_what_a_request_caused() {
         "ragstream_stream_duration_seconds_count",
         "ragstream_kb_search_seconds_count",
     ] {
-        assert_eq!(value(&before, series), 0.0, "{series} before any request");
+        assert_eq!(metric(&before, series), 0.0, "{series} before any request");
     }
 
     let response = reqwest::Client::new()
@@ -276,7 +265,7 @@ async fn metrics_start_at_zero_and_count_exactly_what_a_request_caused() {
         ("ragstream_stream_duration_seconds_count", 1.0),
         ("ragstream_kb_search_seconds_count", 1.0),
     ] {
-        assert_eq!(value(&after, series), expected, "{series}");
+        assert_eq!(metric(&after, series), expected, "{series}");
     }
 }
 

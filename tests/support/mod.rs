@@ -178,3 +178,14 @@ pub fn last(events: &[Sse]) -> &Sse {
     );
     last
 }
+
+/// The value of one series in Prometheus text, e.g. `name{a="b"}`.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -33,12 +33,15 @@ pub enum Error {
     },
 }
 
-/// Opens the configured knowledge base and seeds it with the sample if it never held
-/// a document.
+/// Opens the configured knowledge base and, for the embedded store, seeds it with the
+/// sample if it never held a document.
 pub async fn open_kb(config: &Config) -> Result<SharedStore, Error> {
     let store = crate::kb::connect(&config.kb).await?;
-    // Logs what it imported itself.
-    crate::kb::seed_if_empty(store.as_ref(), &config.kb.sample).await?;
+    // A shared database is never seeded with the sample: it is the team's.
+    if config.kb.store == crate::kb::config::StoreKind::Embedded {
+        // Logs what it imported itself.
+        crate::kb::seed_if_empty(store.as_ref(), &config.kb.sample).await?;
+    }
     Ok(store)
 }
 

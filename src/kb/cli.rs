@@ -14,7 +14,8 @@ use super::{KnowledgeBaseAdmin, SearchParams, Selection, eval, import};
 /// Where the store lives; overrides `kb.data_dir` of the config.
 #[derive(Debug, Clone, Default, Args)]
 pub struct DataDir {
-    /// Data directory of the knowledge base [default: config `kb.data_dir`, else ./data]
+    /// Data directory of the embedded store [default: config `kb.data_dir`, else ./data];
+    /// ignored when `kb.store = "postgres"`
     #[arg(long = "data", value_name = "DIR")]
     pub data: Option<PathBuf>,
 }
@@ -136,12 +137,19 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
     if let Some(dir) = cmd.data() {
         cfg.data_dir = dir.clone();
     }
-    let store = super::connect(&cfg).await.with_context(|| {
-        format!(
-            "cannot open the knowledge base in {}",
-            cfg.data_dir.display()
-        )
-    })?;
+    let store = super::connect(&cfg)
+        .await
+        .with_context(|| match cfg.store {
+            super::config::StoreKind::Embedded => format!(
+                "cannot open the knowledge base in {}",
+                cfg.data_dir.display()
+            ),
+            super::config::StoreKind::Postgres => format!(
+                "cannot open the knowledge base in PostgreSQL ({}, table {})",
+                super::store::postgres::pool::target(&cfg.postgres),
+                cfg.postgres.table
+            ),
+        })?;
     match cmd {
         KbCommand::Import {
             paths,

@@ -6,12 +6,17 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::SearchParams;
+pub use super::store::postgres::config::PostgresConfig;
 use crate::secret::Secret;
 
 /// Knowledge-base settings. Every key has a default, so an empty `[kb]` table works.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KbConfig {
+    /// Which store holds the knowledge base: `embedded` (the data directory) or `postgres`.
+    pub store: StoreKind,
+    /// Settings of the PostgreSQL store.
+    pub postgres: PostgresConfig,
     /// Directory holding the embedded store (`kb.sqlite3` and `fulltext/`).
     pub data_dir: PathBuf,
     /// How documents and queries are turned into vectors.
@@ -29,6 +34,8 @@ pub struct KbConfig {
 impl Default for KbConfig {
     fn default() -> Self {
         Self {
+            store: StoreKind::Embedded,
+            postgres: PostgresConfig::default(),
             data_dir: PathBuf::from("data"),
             embeddings: EmbeddingsConfig::default(),
             chunk: ChunkConfig::default(),
@@ -42,6 +49,8 @@ impl Default for KbConfig {
 impl fmt::Debug for KbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KbConfig")
+            .field("store", &self.store)
+            .field("postgres", &self.postgres)
             .field("data_dir", &self.data_dir)
             .field("embeddings", &self.embeddings)
             .field("chunk", &self.chunk)
@@ -60,7 +69,9 @@ impl KbConfig {
     }
 
     /// [`KbConfig::apply_env`] with the environment given as a function, for tests.
+    /// `DATABASE_URL` fills `kb.postgres.url` (without selecting the store).
     pub fn apply_env_from(&mut self, var: impl Fn(&str) -> Option<String>) {
+        self.postgres.apply_env_from(&var);
         let embeddings = &mut self.embeddings;
         if embeddings.provider != Provider::Minimax {
             return;
@@ -106,6 +117,16 @@ impl KbConfig {
             }
         }
         problems.extend(self.embeddings.problems());
+        if self.store == StoreKind::Postgres {
+            problems.extend(self.postgres.problems());
+            if self.embeddings.provider == Provider::None {
+                problems.push(
+                    "kb.store = \"postgres\" searches by vector: set kb.embeddings.provider \
+                     (the model that wrote the table's embeddings)"
+                        .into(),
+                );
+            }
+        }
         problems
     }
 
@@ -117,6 +138,17 @@ impl KbConfig {
             max_context_chars: self.search.max_context_chars,
         }
     }
+}
+
+/// Which store holds the knowledge base.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// SQLite + tantivy in `kb.data_dir`.
+    #[default]
+    Embedded,
+    /// A PostgreSQL table with pgvector (`[kb.postgres]`), e.g. LangChain's on Supabase.
+    Postgres,
 }
 
 /// Which embeddings API to call.
@@ -305,6 +337,26 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("sk-secret-123"), "{shown}");
         assert!(shown.contains("***"), "{shown}");
+    }
+
+    #[test]
+    fn the_postgres_store_is_chosen_by_config_not_by_database_url() {
+        let mut cfg = KbConfig::default();
+        cfg.apply_env_from(|n| (n == "DATABASE_URL").then(|| "postgres://u@h/db".into()));
+        assert_eq!(cfg.store, StoreKind::Embedded);
+        assert!(cfg.postgres.url.is_some());
+        let cfg: KbConfig = toml::from_str("store = \"postgres\"\n").unwrap();
+        let problems = cfg.problems();
+        assert!(
+            problems.iter().any(|p| p.contains("DATABASE_URL")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("kb.embeddings.provider")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! What does not depend on a store stays here: the import formats and the parse →
 //! dedupe steps of [`import`], chunking, segmentation, embeddings providers, eval.
 //! [`store::Store`] is the embedded store in the data directory (SQLite for documents
-//! and vectors, tantivy with jieba for BM25, hybrid ranking in `store::search`).
+//! and vectors, tantivy with jieba for BM25, hybrid ranking in `store::search`);
+//! [`store::postgres::PgStore`] is a PostgreSQL + pgvector table in LangChain's layout.
 //! [`cli`] holds the `kb` commands.
 
 pub mod admin;
@@ -158,8 +159,11 @@ pub trait KnowledgeBase: Send + Sync {
 /// A store opened for reading and writing, with both of its sides.
 pub type SharedStore = Arc<dyn KnowledgeBaseAdmin>;
 
-/// Opens the store `cfg` configures (today the embedded one in `cfg.data_dir`),
-/// creating an empty one if needed.
+/// Opens the store `cfg` configures: the embedded one in `cfg.data_dir` (created empty
+/// if needed), or the PostgreSQL table of `[kb.postgres]` (which must exist).
 pub async fn connect(cfg: &KbConfig) -> Result<SharedStore, Error> {
-    Ok(Arc::new(store::open(cfg).await?))
+    match cfg.store {
+        config::StoreKind::Embedded => Ok(Arc::new(store::open(cfg).await?)),
+        config::StoreKind::Postgres => Ok(Arc::new(store::postgres::connect(cfg).await?)),
+    }
 }

@@ -6,6 +6,7 @@
 pub mod embed_server;
 pub mod kb;
 pub mod logs;
+pub mod pg;
 pub mod process;
 pub mod upstream;
 

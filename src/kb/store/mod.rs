@@ -14,6 +14,7 @@ pub mod admin;
 pub mod db;
 pub mod fulltext;
 mod import;
+pub mod postgres;
 pub mod search;
 pub mod vectors;
 

@@ -1,0 +1,199 @@
+//! A row's `metadata` and ragstream's document fields, both ways.
+//!
+//! ragstream writes LangChain's layout: `content` is the embedded text (question and
+//! answer, or heading and passage), `metadata` holds the document's own keys plus
+//! `source` and `title`, and ragstream's bookkeeping under one key, [`KEY`]:
+//! `{"id", "hash", "origin", "line", "kind", "tags"}`. Rows without that key were
+//! written by someone else (LangChain); they are searched but never changed.
+
+use serde_json::{Map, Value, json};
+
+use crate::kb::document::{Document, Kind};
+use crate::kb::{DetailedHit, Hit};
+
+/// The metadata key holding ragstream's own fields.
+pub const KEY: &str = "ragstream";
+
+/// The `metadata` ragstream writes for `doc`.
+pub fn metadata(doc: &Document) -> Value {
+    let mut meta: Map<String, Value> = doc.metadata.clone();
+    meta.insert("source".into(), Value::String(doc.source.clone()));
+    meta.insert("title".into(), Value::String(doc.title.clone()));
+    meta.insert(
+        KEY.into(),
+        json!({
+            "id": doc.id,
+            "hash": doc.hash,
+            "origin": doc.origin,
+            "line": doc.line,
+            "kind": doc.kind.as_str(),
+            "tags": doc.tags,
+        }),
+    );
+    Value::Object(meta)
+}
+
+/// A string field of the metadata, or "".
+fn text(meta: &Value, key: &str) -> String {
+    match meta.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The fields a hit or a listing shows, for any row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields {
+    /// ragstream's id, or the row's `id` as text for foreign rows.
+    pub id: String,
+    /// Question/answer pair or passage (foreign rows are passages).
+    pub kind: Kind,
+    /// `metadata.title`, or "".
+    pub title: String,
+    /// The answer or passage: `content` without the title line ragstream put in front.
+    pub body: String,
+    /// `metadata.source`, or "".
+    pub source: String,
+    /// Imported file ("" for foreign rows).
+    pub origin: String,
+    /// Line in the imported file (0 for foreign rows).
+    pub line: usize,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// Reads a row's fields from its `id` (as text), `content` and `metadata`.
+pub fn fields(row_id: String, content: String, meta: &Value) -> Fields {
+    let title = text(meta, "title");
+    let source = text(meta, "source");
+    let own = meta.get(KEY).filter(|v| v.is_object());
+    let Some(own) = own else {
+        return Fields {
+            id: row_id,
+            kind: Kind::Passage,
+            title,
+            body: content,
+            source,
+            origin: String::new(),
+            line: 0,
+            tags: Vec::new(),
+        };
+    };
+    let body = match content.strip_prefix(title.as_str()) {
+        Some(rest) if !title.is_empty() => rest.strip_prefix('\n').unwrap_or(rest).to_owned(),
+        _ => content,
+    };
+    let tags = own
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Fields {
+        id: Some(text(own, "id"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or(row_id),
+        kind: Kind::parse(&text(own, "kind")),
+        title,
+        body,
+        source,
+        origin: text(own, "origin"),
+        line: own
+            .get("line")
+            .and_then(Value::as_u64)
+            .and_then(|l| usize::try_from(l).ok())
+            .unwrap_or(0),
+        tags,
+    }
+}
+
+/// A hit from a row's fields and its rank in the vector ranking (from 1).
+pub fn hit(f: Fields, similarity: f32, rank: usize, rrf_k: f32) -> DetailedHit {
+    let (answer, text) = match f.kind {
+        Kind::Qa => (Some(f.body), String::new()),
+        Kind::Passage => (None, f.body),
+    };
+    DetailedHit {
+        hit: Hit {
+            id: f.id,
+            title: f.title,
+            answer,
+            text,
+            source: f.source,
+            score: similarity.clamp(0.0, 1.0),
+        },
+        rank,
+        fulltext_rank: None,
+        fulltext_score: None,
+        vector_rank: Some(rank),
+        vector_score: Some(similarity),
+        rrf_score: 1.0 / (rrf_k + rank as f32),
+        tags: f.tags,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qa() -> Document {
+        let mut doc = Document::new(
+            Some("q1".into()),
+            Kind::Qa,
+            "什么是自闭症？".into(),
+            "一种发育障碍。".into(),
+            "手册".into(),
+            "/kb/a.jsonl",
+            3,
+            "a",
+        );
+        doc.tags = vec!["基础".into()];
+        doc.metadata.insert("lang".into(), json!("zh"));
+        doc
+    }
+
+    #[test]
+    fn a_written_row_reads_back_as_the_document() {
+        let doc = qa();
+        let f = fields("17".into(), doc.embedding_text(), &metadata(&doc));
+        assert_eq!(f.id, "q1");
+        assert_eq!(f.kind, Kind::Qa);
+        assert_eq!(f.title, doc.title);
+        assert_eq!(f.body, doc.body);
+        assert_eq!(f.source, "手册");
+        assert_eq!((f.origin.as_str(), f.line), ("/kb/a.jsonl", 3));
+        assert_eq!(f.tags, ["基础"]);
+    }
+
+    #[test]
+    fn the_documents_own_keys_sit_beside_source_and_title_for_langchain() {
+        let meta = metadata(&qa());
+        assert_eq!(meta["lang"], "zh");
+        assert_eq!(meta["source"], "手册");
+        assert_eq!(meta["title"], "什么是自闭症？");
+        assert_eq!(meta[KEY]["hash"], qa().hash);
+    }
+
+    #[test]
+    fn a_foreign_row_is_a_passage_with_its_row_id() {
+        let f = fields("42".into(), "text".into(), &json!({"source": "blog"}));
+        assert_eq!(
+            (f.id.as_str(), f.kind, f.body.as_str()),
+            ("42", Kind::Passage, "text")
+        );
+        assert_eq!(f.source, "blog");
+    }
+
+    #[test]
+    fn similarity_outside_0_1_is_clamped_in_the_score_but_kept_as_evidence() {
+        let f = fields("1".into(), "t".into(), &json!({}));
+        let h = hit(f, -0.2, 1, 60.0);
+        assert_eq!(h.hit.score, 0.0);
+        assert_eq!(h.vector_score, Some(-0.2));
+    }
+}

@@ -1,0 +1,573 @@
+//! The PostgreSQL store on a real throwaway cluster (tests/support/pg.rs): one contract
+//! suite run against both stores, and LangChain's JS and Python tables written by SQL as
+//! LangChain writes them.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ragstream::kb::config::{Provider, StoreKind};
+use ragstream::kb::embed::Embeddings;
+use ragstream::kb::import::{Options, Report, Silent};
+use ragstream::kb::store::postgres;
+use ragstream::kb::{KbConfig, Selection, SharedStore};
+use support::embed_server::{EmbedServer, fake_vector};
+use support::kb::{ids, params, sample, write};
+use support::pg;
+use tokio_util::sync::CancellationToken;
+
+/// Vector size of the scripted embeddings.
+const DIM: usize = 64;
+
+/// Which store a contract test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Embedded,
+    Postgres,
+}
+
+/// A store under test and what keeps it alive.
+struct Opened {
+    store: SharedStore,
+    server: EmbedServer,
+    cfg: KbConfig,
+    _dir: tempfile::TempDir,
+}
+
+/// A config with scripted embeddings (no retries, so failures show at once).
+fn kb_config(dir: &std::path::Path, server: &EmbedServer) -> KbConfig {
+    let mut cfg = KbConfig {
+        data_dir: dir.join("data"),
+        ..KbConfig::default()
+    };
+    cfg.embeddings.provider = Provider::Openai;
+    cfg.embeddings.base_url = Some(server.base_url());
+    cfg.embeddings.api_key = Some("sk-test-key-0123".into());
+    cfg.embeddings.model = Some("fake-64".into());
+    cfg.embeddings.max_retries = 0;
+    cfg
+}
+
+/// A postgres config on a fresh database with `sql` run in it first.
+async fn pg_config(server: &EmbedServer, dir: &std::path::Path, sql: &str) -> (KbConfig, String) {
+    let db = pg::database().await;
+    if !sql.is_empty() {
+        pg::client(&db).await.batch_execute(sql).await.unwrap();
+    }
+    let mut cfg = kb_config(dir, server);
+    cfg.store = StoreKind::Postgres;
+    cfg.postgres.url = Some(pg::url(&db).into());
+    (cfg, db)
+}
+
+async fn open(backend: Backend) -> Opened {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = match backend {
+        Backend::Embedded => kb_config(dir.path(), &server),
+        Backend::Postgres => {
+            pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM))
+                .await
+                .0
+        }
+    };
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    Opened {
+        store,
+        server,
+        cfg,
+        _dir: dir,
+    }
+}
+
+async fn import(
+    store: &SharedStore,
+    paths: &[std::path::PathBuf],
+) -> Result<Report, ragstream::kb::Error> {
+    store
+        .import(
+            paths,
+            &Options::default(),
+            &CancellationToken::new(),
+            &Silent,
+        )
+        .await
+}
+
+/// Why `cfg` does not connect.
+async fn connect_error(cfg: &KbConfig) -> String {
+    match ragstream::kb::connect(cfg).await {
+        Ok(_) => panic!("connected"),
+        Err(err) => err.to_string(),
+    }
+}
+
+const SELF_INJURY: &str = "孩子有自伤行为（撞头、打头、咬手），该怎么办？";
+
+async fn contract_import_is_idempotent(backend: Backend) {
+    let o = open(backend).await;
+    let first = import(&o.store, &[sample()]).await.unwrap();
+    assert_eq!((first.added, first.embedded), (47, 47), "{backend:?}");
+    let again = import(&o.store, &[sample()]).await.unwrap();
+    assert_eq!(
+        (again.added, again.unchanged, again.embedded),
+        (0, 47, 0),
+        "{backend:?}"
+    );
+    assert_eq!(o.store.count().await.unwrap(), 47, "{backend:?}");
+}
+
+async fn contract_a_changed_document_replaces_the_old_one(backend: Backend) {
+    let o = open(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "a.jsonl",
+        "{\"id\":\"q1\",\"question\":\"猫吃什么\",\"answer\":\"猫粮\"}\n",
+    );
+    import(&o.store, std::slice::from_ref(&file)).await.unwrap();
+    write(
+        dir.path(),
+        "a.jsonl",
+        "{\"id\":\"q1\",\"question\":\"猫吃什么\",\"answer\":\"鱼和猫粮\"}\n",
+    );
+    let report = import(&o.store, std::slice::from_ref(&file)).await.unwrap();
+    assert_eq!(report.updated, 1, "{backend:?}");
+    assert_eq!(o.store.count().await.unwrap(), 1, "{backend:?}");
+    let hits = o.store.search("猫吃什么", &params(3)).await.unwrap();
+    assert_eq!(hits[0].answer.as_deref(), Some("鱼和猫粮"), "{backend:?}");
+}
+
+async fn contract_delete_by_id_origin_and_all(backend: Backend) {
+    let o = open(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = write(
+        dir.path(),
+        "b.jsonl",
+        "{\"id\":\"b1\",\"question\":\"狗吃什么\",\"answer\":\"狗粮\"}\n",
+    );
+    import(&o.store, &[sample(), other.clone()]).await.unwrap();
+    let removed = o
+        .store
+        .delete(Selection::Ids(vec!["self-injury".into()]))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "{backend:?}");
+    assert!(
+        !ids(&o.store.search(SELF_INJURY, &params(5)).await.unwrap())
+            .contains(&"self-injury".to_owned())
+    );
+    let origin = std::fs::canonicalize(&other).unwrap().display().to_string();
+    assert_eq!(
+        o.store.delete(Selection::Origin(origin)).await.unwrap(),
+        1,
+        "{backend:?}"
+    );
+    assert_eq!(o.store.count().await.unwrap(), 46, "{backend:?}");
+    assert_eq!(
+        o.store.delete(Selection::All).await.unwrap(),
+        46,
+        "{backend:?}"
+    );
+    assert_eq!(o.store.count().await.unwrap(), 0, "{backend:?}");
+}
+
+async fn contract_stats_and_list(backend: Backend) {
+    let o = open(backend).await;
+    import(&o.store, &[sample()]).await.unwrap();
+    let stats = o.store.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.documents,
+            stats.qa_pairs,
+            stats.passages,
+            stats.with_vectors
+        ),
+        (47, 47, 0, 47),
+        "{backend:?}"
+    );
+    assert_eq!(
+        stats.embedding_model.as_deref(),
+        Some("fake-64"),
+        "{backend:?}"
+    );
+    assert_eq!(stats.embedding_dim, Some(DIM), "{backend:?}");
+    let origin = sample().canonicalize().unwrap().display().to_string();
+    assert_eq!(stats.origins, [(origin.clone(), 47)], "{backend:?}");
+    let listed = o.store.list(Some(origin), 2, 1).await.unwrap();
+    assert_eq!(listed.len(), 2, "{backend:?}");
+    assert_eq!(
+        (listed[0].id.as_str(), listed[0].line),
+        ("early-signs", 2),
+        "{backend:?}"
+    );
+    assert!(listed[0].has_vector, "{backend:?}");
+}
+
+async fn contract_search_answers_with_question_and_answer(backend: Backend) {
+    let o = open(backend).await;
+    import(&o.store, &[sample()]).await.unwrap();
+    let hits = o
+        .store
+        .search_detailed(SELF_INJURY, &params(3))
+        .await
+        .unwrap();
+    let top = &hits[0];
+    assert_eq!(top.hit.id, "self-injury", "{backend:?}");
+    assert_eq!(top.hit.title, SELF_INJURY, "{backend:?}");
+    assert!(
+        top.hit
+            .answer
+            .as_deref()
+            .unwrap()
+            .contains("首先保证孩子安全"),
+        "{backend:?}"
+    );
+    assert!(top.hit.source.contains("不能替代专业诊断"), "{backend:?}");
+    assert!(
+        top.hit.score > 0.3 && top.hit.score <= 1.0,
+        "{backend:?}: {}",
+        top.hit.score
+    );
+    assert!(top.vector_score.is_some(), "{backend:?}");
+    assert_eq!(hits.len(), 3, "{backend:?}");
+    // min_score drops what scores below it.
+    let strict = ragstream::kb::SearchParams {
+        min_score: 0.99,
+        ..params(3)
+    };
+    let hits = o.store.search("完全无关的句子 xyz", &strict).await.unwrap();
+    assert!(hits.is_empty(), "{backend:?}: {hits:?}");
+}
+
+async fn contract_a_failed_import_changes_nothing(backend: Backend) {
+    let o = open(backend).await;
+    import(&o.store, &[sample()]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "c.jsonl",
+        "{\"id\":\"c1\",\"question\":\"鸟吃什么\",\"answer\":\"谷子\"}\n",
+    );
+    o.server
+        .push(500, serde_json::json!({"error": {"message": "down"}}));
+    let err = o
+        .store
+        .import(
+            std::slice::from_ref(&file),
+            &Options { replace: false },
+            &CancellationToken::new(),
+            &Silent,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("500") || err.to_string().contains("down"),
+        "{backend:?}: {err}"
+    );
+    assert_eq!(o.store.count().await.unwrap(), 47, "{backend:?}");
+    // Cancelled before the commit: nothing either.
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = o
+        .store
+        .import(&[file], &Options::default(), &cancel, &Silent)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("interrupted"),
+        "{backend:?}: {err}"
+    );
+    assert_eq!(o.store.count().await.unwrap(), 47, "{backend:?}");
+    let _ = &o.cfg;
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Embedded).await; })*
+        }
+        mod postgres_store {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
+        }
+    };
+}
+
+contract!(
+    contract_import_is_idempotent,
+    contract_a_changed_document_replaces_the_old_one,
+    contract_delete_by_id_origin_and_all,
+    contract_stats_and_list,
+    contract_search_answers_with_question_and_answer,
+    contract_a_failed_import_changes_nothing,
+);
+
+/// `'[1,0,…]'` for SQL.
+fn vector_literal(text: &str) -> String {
+    let v = fake_vector(text, DIM);
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+/// Rows as LangChain writes them: content, metadata with `source`, an embedding.
+async fn langchain_rows(db: &str, with_uuid: bool) {
+    let client = pg::client(db).await;
+    for (i, (content, source)) in [
+        ("自闭症孩子撞头怎么办", "blog/a"),
+        ("感统训练有什么用", "blog/b"),
+        ("如何和孩子建立眼神交流", "blog/c"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = if with_uuid {
+            format!("'00000000-0000-4000-8000-00000000000{i}'::uuid, ")
+        } else {
+            String::new()
+        };
+        let columns = if with_uuid { "id, " } else { "" };
+        client
+            .batch_execute(&format!(
+                "insert into documents ({columns}content, metadata, embedding) values \
+                 ({id}'{content}', '{{\"source\": \"{source}\", \"loc\": {{\"lines\": {i}}}}}', '{}')",
+                vector_literal(content)
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn langchain_js_rows_are_searched_through_match_documents_unchanged() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    langchain_rows(&db, false).await;
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    let hits = store
+        .search_detailed("自闭症孩子撞头怎么办", &params(2))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0].hit.id, "1");
+    assert_eq!(hits[0].hit.text, "自闭症孩子撞头怎么办");
+    assert_eq!(hits[0].hit.source, "blog/a");
+    assert!(
+        (hits[0].hit.score - 1.0).abs() < 1e-4,
+        "{}",
+        hits[0].hit.score
+    );
+    assert_eq!(hits[0].vector_rank, Some(1));
+    // The function was called with match_count: it returned exactly the 2 asked for.
+    assert_eq!(hits[1].rank, 2);
+}
+
+#[tokio::test]
+async fn langchain_python_rows_are_searched_with_the_function_or_the_table() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, db) = pg_config(&server, dir.path(), &pg::langchain_python_sql(DIM)).await;
+    langchain_rows(&db, true).await;
+    let (logs, _guard) = support::logs::Logs::capture();
+    let store = postgres::connect(&cfg).await.unwrap();
+    assert!(logs.text().contains("no match_count"), "{}", logs.text());
+    let hits = ragstream::kb::KnowledgeBase::search(&store, "感统训练有什么用", &params(2))
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits)[0], "00000000-0000-4000-8000-000000000001");
+    assert_eq!(hits.len(), 2, "LIMIT cuts the function's full sort");
+
+    cfg.postgres.query_function = String::new();
+    let direct = ragstream::kb::connect(&cfg).await.unwrap();
+    let same = direct.search("感统训练有什么用", &params(2)).await.unwrap();
+    assert_eq!(ids(&same), ids(&hits));
+    assert!((same[0].score - hits[0].score).abs() < 1e-5);
+}
+
+#[tokio::test]
+async fn imported_rows_are_what_langchain_reads_and_langchain_rows_are_never_touched() {
+    for (sql, uuid) in [
+        (pg::langchain_js_sql(DIM), false),
+        (pg::langchain_python_sql(DIM), true),
+    ] {
+        let server = EmbedServer::start(DIM).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, db) = pg_config(&server, dir.path(), &sql).await;
+        langchain_rows(&db, uuid).await;
+        let store = ragstream::kb::connect(&cfg).await.unwrap();
+        import(&store, &[sample()]).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 50);
+
+        // LangChain's own query, as its JS/Python clients call it.
+        let client = pg::client(&db).await;
+        let q = vector_literal(SELF_INJURY);
+        let call = if uuid {
+            format!(
+                "select id::text, content, metadata, similarity from match_documents('{q}'::vector) limit 1"
+            )
+        } else {
+            format!(
+                "select id::text, content, metadata, similarity from match_documents('{q}'::vector, 1)"
+            )
+        };
+        let row = client.query_one(&call, &[]).await.unwrap();
+        let content: String = row.get(1);
+        let meta: serde_json::Value = row.get(2);
+        assert!(content.starts_with(SELF_INJURY) && content.contains("首先保证孩子安全"));
+        assert_eq!(meta["title"], SELF_INJURY);
+        assert!(
+            meta["source"]
+                .as_str()
+                .unwrap()
+                .contains("不能替代专业诊断")
+        );
+        assert_eq!(meta["ragstream"]["id"], "self-injury");
+        let id: String = row.get(0);
+        if uuid {
+            // A UUIDv5 of ragstream's id: the same on every import.
+            store
+                .delete(Selection::Ids(vec!["self-injury".into()]))
+                .await
+                .unwrap();
+            import(&store, &[sample()]).await.unwrap();
+            let again: String = client.query_one(&call, &[]).await.unwrap().get(0);
+            assert_eq!(again, id);
+        } else {
+            assert!(id.parse::<i64>().is_ok(), "{id}");
+        }
+
+        // Re-imports and deletes leave LangChain's rows alone.
+        store.delete(Selection::All).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 3);
+        let left: i64 = client
+            .query_one("select count(*) from documents where metadata ? 'loc'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 3);
+    }
+}
+
+#[tokio::test]
+async fn an_id_column_without_default_names_the_alter_table_to_run() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "create table documents (id bigint primary key, content text, metadata jsonb, embedding vector({DIM}))"
+    );
+    let (mut cfg, _) = pg_config(&server, dir.path(), &sql).await;
+    cfg.postgres.query_function = String::new();
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    let err = import(&store, &[sample()]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("ALTER TABLE documents ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn startup_checks_say_what_is_wrong() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, _) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+
+    cfg.embeddings.dimensions = Some(32);
+    let err = connect_error(&cfg).await;
+    assert!(
+        err.contains("64-dimension") && err.contains("32-dimension"),
+        "{err}"
+    );
+    cfg.embeddings.dimensions = None;
+
+    // The model answers with another size than the column: the search says so.
+    server.set_dim(32);
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    let err = store
+        .search("任何问题", &params(3))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("64-dimension") && err.contains("fake-64"),
+        "{err}"
+    );
+
+    cfg.postgres.table = "no_such_table".into();
+    let err = connect_error(&cfg).await;
+    assert!(
+        err.contains("no_such_table") && err.contains("kb migrate"),
+        "{err}"
+    );
+    cfg.postgres.table = "documents".into();
+
+    cfg.postgres.query_function = "no_such_function".into();
+    let err = connect_error(&cfg).await;
+    assert!(
+        err.contains("no_such_function") && err.contains("query_function = \"\""),
+        "{err}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    cfg.postgres.url = Some(
+        format!("postgres://postgres:pw-very-secret@127.0.0.1:{port}/x?sslmode=disable").into(),
+    );
+    let err = connect_error(&cfg).await;
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/x")) && err.contains("cannot be reached"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-very-secret"), "{err}");
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_fails_searches_and_readiness_until_it_is_back() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    cfg.postgres.connect_timeout_ms = 2_000;
+    let embeddings = Embeddings::from_config(&cfg.embeddings).unwrap().unwrap();
+    let store = Arc::new(postgres::connect_with(&cfg, embeddings).await.unwrap());
+    let store: SharedStore = store;
+    import(&store, &[sample()]).await.unwrap();
+    let reader = Arc::clone(&store).reader();
+    reader.ready().await.unwrap();
+
+    // Down: no new connections, and the open ones are cut.
+    let admin = pg::client("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = reader
+        .search(SELF_INJURY, &params(3))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("postgres") || err.contains("PostgreSQL"),
+        "{err}"
+    );
+    assert!(reader.ready().await.is_err());
+    assert!(reader.ready().await.is_err());
+
+    // Back: the same store answers again, without a restart.
+    admin
+        .batch_execute(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    reader.ready().await.unwrap();
+    let hits = reader.search(SELF_INJURY, &params(3)).await.unwrap();
+    assert_eq!(hits[0].id, "self-injury");
+}

@@ -1,0 +1,270 @@
+//! A throwaway PostgreSQL cluster for the tests of the PostgreSQL store.
+//!
+//! One cluster per test binary: `initdb` in a temporary directory (as user `postgres`
+//! when the tests run as root: initdb refuses root), started on a free loopback port,
+//! stopped when the test binary exits. Each test gets its own database with pgvector.
+//! Missing binaries or extension fail the test with "run scripts/setup".
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The running cluster.
+struct Cluster {
+    /// Data directory (inside `_dir`).
+    data: PathBuf,
+    /// pg_ctl and friends.
+    bin: PathBuf,
+    /// Loopback port.
+    port: u16,
+    /// Keeps the temporary directory alive.
+    _dir: tempfile::TempDir,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+/// Where PostgreSQL 15's server binaries are, or a panic saying to run scripts/setup.
+fn bin_dir() -> PathBuf {
+    let dir = PathBuf::from("/usr/lib/postgresql/15/bin");
+    assert!(
+        dir.join("initdb").is_file() && dir.join("pg_ctl").is_file(),
+        "PostgreSQL 15 is not installed ({} has no initdb/pg_ctl): run scripts/setup",
+        dir.display()
+    );
+    assert!(
+        Path::new("/usr/share/postgresql/15/extension/vector.control").is_file(),
+        "pgvector is not installed for PostgreSQL 15: run scripts/setup"
+    );
+    dir
+}
+
+/// Runs `cmd` as user `postgres` when we are root.
+fn as_postgres(program: &Path) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Stops the cluster when the test binary exits.
+extern "C" fn stop_cluster() {
+    if let Some(c) = CLUSTER.get() {
+        let _ = as_postgres(&c.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&c.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        // Statics are never dropped: remove the directory here.
+        let _ = std::fs::remove_dir_all(c._dir.path());
+    }
+}
+
+/// A free loopback port (bound and released; the server log is checked after start).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn start() -> Cluster {
+    let bin = bin_dir();
+    let dir = tempfile::Builder::new()
+        .prefix("ragstream-pg-")
+        .tempdir()
+        .unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown of the cluster directory failed");
+    }
+    let data = dir.path().join("data");
+    let out = as_postgres(&bin.join("initdb"))
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = dir.path().join("server.log");
+    for _ in 0..5 {
+        let port = free_port();
+        let out = as_postgres(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+                dir.path().display()
+            ))
+            .args(["-w", "-t", "60", "start"])
+            .output()
+            .unwrap();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if out.status.success() && !text.contains("could not bind") {
+            return Cluster {
+                data,
+                bin,
+                port,
+                _dir: dir,
+            };
+        }
+        assert!(
+            text.contains("already in use") || text.contains("could not bind"),
+            "PostgreSQL did not start: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = as_postgres(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+    panic!("no free loopback port for PostgreSQL after 5 tries");
+}
+
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let cluster = start();
+        // SAFETY: registering a plain extern "C" fn with no captured state.
+        unsafe { libc::atexit(stop_cluster) };
+        cluster
+    })
+}
+
+/// The URL of database `name` on the cluster.
+pub fn url(name: &str) -> String {
+    let c = cluster();
+    format!(
+        "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+        c.port
+    )
+}
+
+/// A client on database `name`.
+pub async fn client(name: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&url(name), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// A new empty database with the `vector` extension; returns its name.
+pub async fn database() -> String {
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = client("postgres").await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    client(&name)
+        .await
+        .batch_execute("CREATE EXTENSION vector")
+        .await
+        .unwrap();
+    name
+}
+
+/// LangChain JS's SupabaseVectorStore schema (docs: integrations/vectorstores/supabase),
+/// with `dim`-dimension vectors.
+pub fn langchain_js_sql(dim: usize) -> String {
+    format!(
+        "create table documents (
+  id bigserial primary key,
+  content text, -- corresponds to Document.pageContent
+  metadata jsonb, -- corresponds to Document.metadata
+  embedding vector({dim}) -- 1536 works for OpenAI embeddings, change if needed
+);
+create function match_documents (
+  query_embedding vector({dim}),
+  match_count int DEFAULT null,
+  filter jsonb DEFAULT '{{}}'
+) returns table (
+  id bigint,
+  content text,
+  metadata jsonb,
+  embedding jsonb,
+  similarity float
+)
+language plpgsql
+as $$
+#variable_conflict use_column
+begin
+  return query
+  select
+    id,
+    content,
+    metadata,
+    (embedding::text)::jsonb as embedding,
+    1 - (documents.embedding <=> query_embedding) as similarity
+  from documents
+  where metadata @> filter
+  order by documents.embedding <=> query_embedding
+  limit match_count;
+end;
+$$;"
+    )
+}
+
+/// LangChain Python's SupabaseVectorStore schema (langchain_community docs), with
+/// `dim`-dimension vectors: `id uuid` without default, no `match_count`.
+pub fn langchain_python_sql(dim: usize) -> String {
+    format!(
+        "create table
+  documents (
+    id uuid primary key,
+    content text, -- corresponds to Document.pageContent
+    metadata jsonb, -- corresponds to Document.metadata
+    embedding vector ({dim}) -- 1536 works for OpenAI embeddings, change if needed
+  );
+create function match_documents (
+  query_embedding vector ({dim}),
+  filter jsonb default '{{}}'
+) returns table (
+  id uuid,
+  content text,
+  metadata jsonb,
+  similarity float
+) language plpgsql as $$
+#variable_conflict use_column
+begin
+  return query
+  select
+    id,
+    content,
+    metadata,
+    1 - (documents.embedding <=> query_embedding) as similarity
+  from documents
+  where metadata @> filter
+  order by documents.embedding <=> query_embedding;
+end;
+$$;"
+    )
+}

@@ -60,8 +60,14 @@ extern "C" fn stop_cluster() {
             .arg(&c.data)
             .args(["-m", "immediate", "-w", "stop"])
             .output();
-        // Statics are never dropped: remove the directory here.
-        let _ = std::fs::remove_dir_all(c._dir.path());
+        // Statics are never dropped: remove the directory here (again if the exiting
+        // server removed a file under our feet).
+        for _ in 0..5 {
+            if std::fs::remove_dir_all(c._dir.path()).is_ok() || !c._dir.path().exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 

@@ -571,3 +571,85 @@ async fn a_database_that_goes_away_fails_searches_and_readiness_until_it_is_back
     let hits = reader.search(SELF_INJURY, &params(3)).await.unwrap();
     assert_eq!(hits[0].id, "self-injury");
 }
+
+async fn migrate(cfg: &KbConfig) -> String {
+    let mut out = Vec::new();
+    ragstream::kb::cli::run_to(ragstream::kb::cli::KbCommand::Migrate, cfg, &mut out)
+        .await
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn kb_migrate_creates_what_is_missing_and_then_nothing() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, db) = pg_config(&server, dir.path(), "DROP EXTENSION vector").await;
+    let said = migrate(&cfg).await;
+    assert!(said.contains("created extension vector"), "{said}");
+    assert!(
+        said.contains("created table documents (embedding vector(64))"),
+        "{said}"
+    );
+    assert!(said.contains("created HNSW index"), "{said}");
+    assert!(said.contains("created function match_documents"), "{said}");
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    assert_eq!(
+        store.search(SELF_INJURY, &params(1)).await.unwrap()[0].id,
+        "self-injury"
+    );
+    let again = migrate(&cfg).await;
+    assert!(again.starts_with("nothing to do"), "{again}");
+    let hnsw: i64 = pg::client(&db)
+        .await
+        .query_one(
+            "select count(*) from pg_indexes where tablename = 'documents' and indexdef like '%hnsw%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hnsw, 1);
+}
+
+#[tokio::test]
+async fn kb_migrate_on_a_langchain_table_only_adds_indexes() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, db) = pg_config(&server, dir.path(), &pg::langchain_python_sql(DIM)).await;
+    langchain_rows(&db, true).await;
+    let before: Vec<String> = pg::client(&db)
+        .await
+        .query("select (d.*)::text from documents d order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let said = migrate(&cfg).await;
+    assert!(
+        !said.contains("created table") && said.contains("created HNSW index"),
+        "{said}"
+    );
+    let after: Vec<String> = pg::client(&db)
+        .await
+        .query("select (d.*)::text from documents d order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(before, after);
+    cfg.postgres.query_function = String::new();
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    let hits = store.search("感统训练有什么用", &params(1)).await.unwrap();
+    assert_eq!(hits[0].id, "00000000-0000-4000-8000-000000000001");
+}
+
+#[tokio::test]
+async fn kb_migrate_on_the_embedded_store_says_there_is_nothing_to_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = support::kb::config(dir.path());
+    assert!(migrate(&cfg).await.contains("needs no migration"));
+}

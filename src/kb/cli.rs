@@ -95,6 +95,10 @@ pub enum KbCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create what the PostgreSQL store needs and is missing: the pgvector extension, the
+    /// table (LangChain's layout), an HNSW index and ragstream's hash index. Never drops
+    /// or rewrites anything; the embedded store needs no migration.
+    Migrate,
     /// Measure retrieval quality: recall@k and MRR over a JSONL file of
     /// `{"question": …, "expected": [ids]}`.
     Eval {
@@ -121,6 +125,7 @@ impl KbCommand {
             | Self::Delete { data, .. }
             | Self::Search { data, .. }
             | Self::Eval { data, .. } => data.data.as_ref(),
+            Self::Migrate => None,
         }
     }
 }
@@ -137,6 +142,10 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
     if let Some(dir) = cmd.data() {
         cfg.data_dir = dir.clone();
     }
+    // The table may not exist yet: migrate connects on its own.
+    if let KbCommand::Migrate = cmd {
+        return migrate_cmd(&cfg, out).await;
+    }
     let store = super::connect(&cfg)
         .await
         .with_context(|| match cfg.store {
@@ -151,6 +160,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
             ),
         })?;
     match cmd {
+        KbCommand::Migrate => migrate_cmd(&cfg, out).await,
         KbCommand::Import {
             paths,
             replace,
@@ -280,6 +290,56 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
             Ok(())
         }
     }
+}
+
+/// `kb migrate`: what was created, one line each.
+async fn migrate_cmd(cfg: &KbConfig, out: &mut dyn Write) -> anyhow::Result<()> {
+    if cfg.store == super::config::StoreKind::Embedded {
+        writeln!(
+            out,
+            "kb.store is \"embedded\": the embedded store needs no migration"
+        )?;
+        return Ok(());
+    }
+    let done = super::store::postgres::migrate::migrate(cfg)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot migrate PostgreSQL ({}, table {})",
+                super::store::postgres::pool::target(&cfg.postgres),
+                cfg.postgres.table
+            )
+        })?;
+    let table = &cfg.postgres.table;
+    let mut said = false;
+    if done.extension {
+        writeln!(out, "created extension vector")?;
+        said = true;
+    }
+    if let Some(dim) = done.table {
+        writeln!(out, "created table {table} (embedding vector({dim}))")?;
+        said = true;
+    }
+    if done.hnsw_index {
+        writeln!(out, "created HNSW index on {table}.embedding")?;
+        said = true;
+    }
+    if done.hash_index {
+        writeln!(out, "created ragstream's hash index on {table}")?;
+        said = true;
+    }
+    if done.function {
+        writeln!(
+            out,
+            "created function {} (LangChain's match_documents)",
+            cfg.postgres.query_function
+        )?;
+        said = true;
+    }
+    if !said {
+        writeln!(out, "nothing to do: {table} has everything ragstream needs")?;
+    }
+    Ok(())
 }
 
 /// `kb import`: Ctrl-C cancels, a bar shows progress on a terminal.

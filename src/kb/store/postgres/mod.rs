@@ -9,6 +9,7 @@
 //! search.rs   vector search through match_documents or the table, one transaction each
 //! import.rs   kb import: LangChain-readable rows in one transaction
 //! admin.rs    count, list, stats, delete (ragstream's own rows only)
+//! migrate.rs  kb migrate: extension, table, HNSW index, hash index, only what is missing
 //! ```
 //!
 //! Every process is stateless: nothing is cached but the schema, so any number of
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod config;
 mod import;
+pub mod migrate;
 pub mod pool;
 pub mod rows;
 pub mod schema;

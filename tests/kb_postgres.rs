@@ -653,3 +653,39 @@ async fn kb_migrate_on_the_embedded_store_says_there_is_nothing_to_migrate() {
     let cfg = support::kb::config(dir.path());
     assert!(migrate(&cfg).await.contains("needs no migration"));
 }
+
+/// The ```sql blocks of a document, with the vector size set to `DIM`.
+fn sql_blocks(doc: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc))
+        .unwrap();
+    text.split("```sql\n")
+        .skip(1)
+        .map(|b| {
+            b.split("```")
+                .next()
+                .unwrap()
+                .replace("1536", &DIM.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sql_in_the_readme_and_docs_makes_a_table_ragstream_imports_into_and_searches() {
+    for doc in ["README.md", "docs/postgres.md"] {
+        let blocks = sql_blocks(doc);
+        assert_eq!(blocks.len(), 1, "{doc}");
+        let server = EmbedServer::start(DIM).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, _) = pg_config(&server, dir.path(), &blocks[0]).await;
+        let store = ragstream::kb::connect(&cfg).await.unwrap();
+        import(&store, &[sample()]).await.unwrap();
+        assert_eq!(
+            import(&store, &[sample()]).await.unwrap().unchanged,
+            47,
+            "{doc}"
+        );
+        let hits = store.search(SELF_INJURY, &params(1)).await.unwrap();
+        assert_eq!(hits[0].id, "self-injury", "{doc}");
+        assert!(migrate(&cfg).await.starts_with("nothing to do"), "{doc}");
+    }
+}

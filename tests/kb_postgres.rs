@@ -154,6 +154,25 @@ async fn contract_delete_by_id_origin_and_all(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(removed, 1, "{backend:?}");
+    // An unknown id among known ones deletes nothing and names it.
+    let err = o
+        .store
+        .delete(Selection::Ids(vec!["b1".into(), "no-such-id".into()]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no-such-id") && err.contains("nothing was deleted"),
+        "{backend:?}: {err}"
+    );
+    let err = o
+        .store
+        .delete(Selection::Origin("/no/such/file.jsonl".into()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nothing was deleted"), "{backend:?}: {err}");
+    assert_eq!(o.store.count().await.unwrap(), 47, "{backend:?}");
     assert!(
         !ids(&o.store.search(SELF_INJURY, &params(5)).await.unwrap())
             .contains(&"self-injury".to_owned())

@@ -112,30 +112,60 @@ impl PgStore {
         })
     }
 
-    /// Deletes ragstream's selected rows in one statement; other writers' rows stay.
+    /// Deletes ragstream's selected rows in one transaction; other writers' rows stay.
+    /// An unknown id, or a file with no documents, deletes nothing and says so (as the
+    /// embedded store does).
     pub(crate) async fn delete_rows(&self, selection: Selection) -> Result<usize, Error> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         let table = &self.inner.schema.table;
         let own = format!("DELETE FROM {table} WHERE metadata ? '{KEY}'");
+        let tx = client.transaction().await.map_err(sql)?;
         let deleted = match selection {
             Selection::Ids(ids) => {
-                client
-                    .execute(
-                        &format!("{own} AND metadata->'{KEY}'->>'id' = ANY($1)"),
+                let found: Vec<String> = tx
+                    .query(
+                        &format!(
+                            "SELECT metadata->'{KEY}'->>'id' FROM {table} \
+                             WHERE metadata ? '{KEY}' AND metadata->'{KEY}'->>'id' = ANY($1)"
+                        ),
                         &[&ids],
                     )
                     .await
+                    .map_err(sql)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                if let Some(missing) = ids.iter().find(|id| !found.contains(id)) {
+                    return Err(Error::store(format!(
+                        "no document with id `{missing}` imported by ragstream; nothing was deleted \
+                         (see `kb list`; rows other tools wrote are never deleted)"
+                    )));
+                }
+                tx.execute(
+                    &format!("{own} AND metadata->'{KEY}'->>'id' = ANY($1)"),
+                    &[&ids],
+                )
+                .await
             }
             Selection::Origin(origin) => {
-                client
+                let n = tx
                     .execute(
                         &format!("{own} AND metadata->'{KEY}'->>'origin' = $1"),
                         &[&origin],
                     )
                     .await
+                    .map_err(sql)?;
+                if n == 0 {
+                    return Err(Error::store(format!(
+                        "no documents were imported from `{origin}`; nothing was deleted (see `kb stats`)"
+                    )));
+                }
+                Ok(n)
             }
-            Selection::All => client.execute(&own, &[]).await,
+            Selection::All => tx.execute(&own, &[]).await,
         };
-        Ok(usize::try_from(deleted.map_err(sql)?).unwrap_or(usize::MAX))
+        let deleted = deleted.map_err(sql)?;
+        tx.commit().await.map_err(sql)?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 }

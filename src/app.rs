@@ -120,6 +120,8 @@ pub struct App {
     limits: Limits,
     /// API keys, rate limits, CORS.
     access: crate::server::access::Settings,
+    /// The id `/v1` clients ask for.
+    model_id: Arc<str>,
     /// Configured tool names, for metrics that exist from the start.
     tools: Vec<String>,
 }
@@ -134,6 +136,7 @@ pub async fn prepare(config: &Config) -> Result<App, Error> {
         search: config.kb.search_params(),
         limits: config.limits,
         access: config.access.clone(),
+        model_id: config.model_id.as_str().into(),
         tools: config.tools.iter().map(|t| t.name.clone()).collect(),
     })
 }
@@ -192,6 +195,7 @@ impl App {
             kb: self.kb,
             search: self.search,
             limits,
+            model_id: self.model_id,
             streams: Arc::clone(&streams),
             shutdown: shutdown.clone(),
             grace: limits.shutdown_grace,

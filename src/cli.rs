@@ -201,7 +201,7 @@ async fn ask(
                 stdout.write_all(text.as_bytes())?;
                 stdout.flush()?;
             }
-            Event::Reasoning(_) | Event::ToolCall { .. } => {}
+            Event::Reasoning(_) | Event::ToolCall { .. } | Event::ClientToolCall { .. } => {}
             Event::Status { message, .. } => eprintln!("[{message}]"),
             Event::ToolResult {
                 name,

@@ -182,6 +182,8 @@ pub struct Config {
     pub limits: Limits,
     /// API keys, rate limits, CORS.
     pub access: access::Settings,
+    /// The id clients of `/v1` ask for (`server.model_id`).
+    pub model_id: String,
     /// The model provider; `None` means retrieval-only answers.
     pub llm: Option<Settings>,
     /// Prompts and the tool loop.
@@ -281,6 +283,7 @@ impl RawConfig {
             backlog: self.server.backlog,
             limits,
             access,
+            model_id: self.server.model_id.clone(),
             llm,
             chat: self.chat.clone(),
             tools: self.tools.clone(),

@@ -96,6 +96,16 @@ pub enum Event {
         /// Run time in milliseconds.
         elapsed_ms: u64,
     },
+    /// The model called one of the client's tools ([`super::Options`]);
+    /// ragstream does not run it. `Done` with `tool_calls` follows.
+    ClientToolCall {
+        /// Call id.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// The model's arguments, as JSON text.
+        arguments: String,
+    },
     /// Sources handed to the model (or shown, without a model).
     Sources(Vec<Source>),
     /// The answer failed; always the last event.

@@ -21,9 +21,24 @@ pub use settings::{AnswerMode, Settings};
 use crate::error::Code;
 use crate::kb::{KnowledgeBase, SearchParams};
 use crate::llm::{
-    self, Message, Request, Role, ToolCall, ToolChoice, Tools, Turn, TurnEvent, Usage,
+    self, Message, Request, Role, ToolCall, ToolChoice, ToolSpec, Tools, Turn, TurnEvent, Usage,
 };
 use crate::tools::{CallResult, Output, Registry};
+
+/// What a client adds to its conversation: tools it runs itself and
+/// sampling settings. The default adds nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Tools the client runs itself, offered to the model beside ragstream's
+    /// own. A turn that calls one ends the answer with
+    /// [`Event::ClientToolCall`]s; ragstream's own calls of that turn are
+    /// dropped (docs/protocol.md, "Client tools").
+    pub client_tools: Vec<ToolSpec>,
+    /// Overrides `llm.temperature` for every model call of the answer.
+    pub temperature: Option<f32>,
+    /// Caps the tokens each model call may write.
+    pub max_tokens: Option<u32>,
+}
 
 /// Everything an answer needs; cheap to share.
 pub struct Engine {
@@ -80,6 +95,20 @@ impl Engine {
         self: &Arc<Self>,
         conversation: Vec<Message>,
     ) -> impl Stream<Item = Event> + Send + 'static + use<> {
+        self.answer_with(conversation, Options::default())
+    }
+
+    /// Whether `name` is one of ragstream's own tools.
+    pub fn has_tool(&self, name: &str) -> bool {
+        self.tools.specs().iter().any(|spec| spec.name == name)
+    }
+
+    /// [`Engine::answer`] with what the client adds ([`Options`]).
+    pub fn answer_with(
+        self: &Arc<Self>,
+        conversation: Vec<Message>,
+        options: Options,
+    ) -> impl Stream<Item = Event> + Send + 'static + use<> {
         let engine = Arc::clone(self);
         // The caller's span (the request's) is entered per model turn and tool
         // round, where logging happens, never per chunk.
@@ -92,7 +121,7 @@ impl Engine {
                     }
                 }
                 Some(client) => {
-                    let mut run = Run::new(&engine, client, conversation);
+                    let mut run = Run::new(&engine, client, conversation, options);
                     for step in 1..=engine.chat.max_steps {
                         let last = step == engine.chat.max_steps || run.final_answer;
                         let request = run.request(last);
@@ -109,7 +138,9 @@ impl Engine {
                             match turn.next_events(&mut events).await {
                                 Ok(true) => {
                                     for event in events.drain(..) {
-                                        yield run.relay(event);
+                                        if let Some(event) = run.relay(event) {
+                                            yield event;
+                                        }
                                     }
                                 }
                                 Ok(false) => break,
@@ -127,6 +158,13 @@ impl Engine {
                             }
                         };
                         run.add_usage(turn.usage);
+                        if let Some(calls) = run.client_calls(&turn.tool_calls) {
+                            for call in calls {
+                                yield call;
+                            }
+                            yield run.done("tool_calls".into());
+                            return;
+                        }
                         if turn.tool_calls.is_empty() {
                             yield run.done(turn.finish_reason);
                             return;
@@ -225,10 +263,25 @@ struct Run<'a> {
     answering: bool,
     /// The next call must answer without tools (prompt_template mode).
     final_answer: bool,
+    /// Sampling settings and the client's tools.
+    options: Options,
+    /// ragstream's tools and the client's, encoded once for this answer;
+    /// `None` when the client sent no tools.
+    all_tools: Option<Tools>,
 }
 
 impl<'a> Run<'a> {
-    fn new(engine: &'a Engine, client: &'a llm::Client, conversation: Vec<Message>) -> Self {
+    fn new(
+        engine: &'a Engine,
+        client: &'a llm::Client,
+        conversation: Vec<Message>,
+        options: Options,
+    ) -> Self {
+        let all_tools = (!options.client_tools.is_empty()).then(|| {
+            let mut specs = engine.tools.specs();
+            specs.extend(options.client_tools.iter().cloned());
+            client.encode_tools(&specs)
+        });
         let question = last_user_text(&conversation).unwrap_or_default().to_owned();
         let mut messages = Vec::with_capacity(conversation.len() + 3);
         if let Some(system) = &engine.chat.system_prompt {
@@ -245,7 +298,32 @@ impl<'a> Run<'a> {
             sources_seen: 0,
             answering: false,
             final_answer: false,
+            options,
+            all_tools,
         }
+    }
+
+    /// The client's tool calls of a finished turn, as events, if it made any.
+    /// They end the answer; ragstream's own calls of the same turn are
+    /// dropped, because the model cannot go on without the client's results.
+    fn client_calls(&self, calls: &[ToolCall]) -> Option<Vec<Event>> {
+        let client: Vec<Event> = calls
+            .iter()
+            .filter(|call| self.is_client_tool(&call.name))
+            .map(|call| Event::ClientToolCall {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            })
+            .collect();
+        (!client.is_empty()).then_some(client)
+    }
+
+    fn is_client_tool(&self, name: &str) -> bool {
+        self.options
+            .client_tools
+            .iter()
+            .any(|spec| spec.name == name)
     }
 
     /// The request of the next model call.
@@ -262,11 +340,12 @@ impl<'a> Run<'a> {
         Request {
             model,
             messages: &self.messages,
-            temperature,
+            temperature: self.options.temperature.or(temperature),
+            max_tokens: self.options.max_tokens,
             tools: self
-                .engine
-                .tool_definitions
+                .all_tools
                 .as_ref()
+                .or(self.engine.tool_definitions.as_ref())
                 .filter(|_| !self.final_answer),
             tool_choice: if last {
                 ToolChoice::None
@@ -277,15 +356,17 @@ impl<'a> Run<'a> {
     }
 
     /// Maps a turn event to a client event.
-    fn relay(&self, event: TurnEvent) -> Event {
+    fn relay(&self, event: TurnEvent) -> Option<Event> {
         match event {
-            TurnEvent::Content(text) => Event::Delta(text),
-            TurnEvent::Reasoning(text) => Event::Reasoning(text),
-            TurnEvent::ToolCallStarted(started) => Event::Status {
+            TurnEvent::Content(text) => Some(Event::Delta(text)),
+            TurnEvent::Reasoning(text) => Some(Event::Reasoning(text)),
+            // The client runs its own tools: nothing is being searched.
+            TurnEvent::ToolCallStarted(started) if self.is_client_tool(&started.name) => None,
+            TurnEvent::ToolCallStarted(started) => Some(Event::Status {
                 stage: Stage::Searching,
                 message: self.engine.tools.status_message(&started.name),
                 tool: Some(started.name),
-            },
+            }),
         }
     }
 

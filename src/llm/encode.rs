@@ -55,6 +55,9 @@ impl Serialize for Body<'_> {
         if let Some(temperature) = request.temperature {
             map.serialize_entry("temperature", &temperature)?;
         }
+        if let Some(max_tokens) = request.max_tokens {
+            map.serialize_entry("max_tokens", &max_tokens)?;
+        }
         if let Some(tools) = request.tools {
             let choice = match request.tool_choice {
                 ToolChoice::Auto => "auto",
@@ -250,6 +253,7 @@ mod tests {
             temperature: None,
             tools,
             tool_choice: ToolChoice::Auto,
+            max_tokens: None,
         };
         serde_json::to_value(Body {
             request: &request,

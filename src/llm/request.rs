@@ -115,4 +115,6 @@ pub struct Request<'a> {
     pub tools: Option<&'a Tools>,
     /// Whether the model may call them (sent only with tools).
     pub tool_choice: ToolChoice,
+    /// Most tokens the model may write in this call, if the client set it.
+    pub max_tokens: Option<u32>,
 }

@@ -86,16 +86,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `404 not_found` for a path no route has.
-pub async fn not_found(request: Request) -> ApiError {
-    ApiError::new(
+/// `404 not_found` for a path no route has; under `/v1/` in OpenAI's shape.
+pub async fn not_found(request: Request) -> Response {
+    let path = request.uri().path();
+    let err = ApiError::new(
         StatusCode::NOT_FOUND,
         Code::NotFound,
-        format!(
-            "no endpoint at {}; see docs/protocol.md",
-            request.uri().path()
-        ),
-    )
+        format!("no endpoint at {path}; see docs/protocol.md"),
+    );
+    if path.starts_with("/v1/") {
+        super::openai::api_error(err)
+    } else {
+        err.into_response()
+    }
 }
 
 /// `405 method_not_allowed` for a route asked with the wrong method (axum

@@ -6,6 +6,7 @@ pub mod error;
 pub mod guard;
 pub mod limits;
 pub mod listen;
+pub mod openai;
 pub mod request;
 pub mod settings;
 pub mod sse;
@@ -29,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
-use crate::engine::{Engine, Event};
+use crate::engine::{Engine, Event, Options};
 use crate::error::Code;
 use crate::kb::{KnowledgeBase, SearchParams};
 use crate::telemetry;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub search: SearchParams,
     /// Request limits.
     pub limits: Limits,
+    /// The model id of the OpenAI-compatible endpoints (`server.model_id`).
+    pub model_id: Arc<str>,
     /// One permit per open answer stream (`server.max_streams`).
     pub streams: Arc<Semaphore>,
     /// Cancelled when the server starts shutting down.
@@ -74,6 +77,9 @@ pub const ENDPOINTS: &[&str] = &[
     "/api/chat",
     "/api/python",
     "/api/kb/search",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v1/models/{id}",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -92,6 +98,12 @@ pub fn app(state: AppState) -> Router {
             .route("/api/python", post(python))
             .route("/api/kb/search", get(kb_search)),
     );
+    let openai = state.access.answering(access::openai_shape).protect(
+        Router::new()
+            .route("/v1/chat/completions", post(openai::chat_completions))
+            .route("/v1/models", get(openai::models))
+            .route("/v1/models/{id}", get(openai::get_model)),
+    );
     let scraping = Router::new().route("/metrics", get(metrics));
     let scraping = match state.access.metrics() {
         Some(guard) => guard.protect(scraping),
@@ -99,6 +111,7 @@ pub fn app(state: AppState) -> Router {
     };
     let router = Router::new()
         .merge(answering)
+        .merge(openai)
         .merge(scraping)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -142,14 +155,19 @@ async fn stream<E: Encoder>(
     body: ChatBody,
     encoder: E,
 ) -> Result<Response, ApiError> {
-    Ok(Encoded::new(answer(app, body).await?, encoder).into_response())
+    let conversation = body.into_conversation(&app.limits)?;
+    Ok(Encoded::new(
+        answer(app, conversation, Options::default()).await?,
+        encoder,
+    )
+    .into_response())
 }
 
 /// How long a handler waits for an answer's first event before it sends the
 /// response head anyway.
 const FIRST_EVENT_WAIT: Duration = Duration::from_secs(1);
 
-/// Checks the body, takes a stream slot, and starts the answer.
+/// Takes a stream slot and starts the answer.
 ///
 /// The answer is polled until its first event (or [`FIRST_EVENT_WAIT`])
 /// before the response head goes out: the model request is then on its way
@@ -157,9 +175,9 @@ const FIRST_EVENT_WAIT: Duration = Duration::from_secs(1);
 /// in one write.
 async fn answer(
     app: &AppState,
-    body: ChatBody,
+    conversation: Vec<crate::llm::Message>,
+    options: Options,
 ) -> Result<impl Stream<Item = Event> + use<>, ApiError> {
-    let conversation = body.into_conversation(&app.limits)?;
     if app.shutdown.is_cancelled() {
         return Err(ApiError::unavailable(
             Code::ShuttingDown,
@@ -173,7 +191,7 @@ async fn answer(
         )
     })?;
     let mut events = Box::pin(Guarded::new(
-        app.engine.answer(conversation),
+        app.engine.answer_with(conversation, options),
         permit,
         app.shutdown.clone(),
         app.grace,

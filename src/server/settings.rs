@@ -42,6 +42,8 @@ pub struct RawServer {
     pub cors_origins: Vec<String>,
     /// Requests per minute per key or client address.
     pub rate_limit: RawRateLimit,
+    /// The model id `/v1/models` lists and `/v1/chat/completions` accepts.
+    pub model_id: String,
 }
 
 impl Default for RawServer {
@@ -61,6 +63,7 @@ impl Default for RawServer {
             trust_forwarded_for: false,
             cors_origins: Vec::new(),
             rate_limit: RawRateLimit::default(),
+            model_id: "ragstream".into(),
         }
     }
 }
@@ -113,6 +116,9 @@ impl RawServer {
                 problems.push(format!("server.{name} must be above 0"));
             }
         }
+        if self.model_id.trim().is_empty() {
+            problems.push("server.model_id must not be empty (the default is `ragstream`)".into());
+        }
         if self.backlog == 0 {
             problems.push("server.backlog must be at least 1".into());
         }
@@ -150,6 +156,7 @@ mod tests {
             max_streams: 0,
             header_timeout_ms: 0,
             body_timeout_ms: 0,
+            model_id: " ".into(),
             ..RawServer::default()
         };
         let mut problems = Vec::new();
@@ -160,6 +167,7 @@ mod tests {
             "server.max_streams 0",
             "server.header_timeout_ms",
             "server.body_timeout_ms",
+            "server.model_id",
         ] {
             assert!(text.contains(expected), "missing `{expected}` in\n{text}");
         }

@@ -23,7 +23,8 @@ impl Encoder for Sse {
     const KEEP_ALIVE: Option<&'static [u8]> = Some(b": keep-alive\n\n");
 
     fn event(&mut self, event: Event) -> Option<Bytes> {
-        Some(encode(&event))
+        // `/api/chat` takes no client tools, so their calls never reach it.
+        (!matches!(event, Event::ClientToolCall { .. })).then(|| encode(&event))
     }
 
     fn error(&mut self, code: Code, message: &str) -> Bytes {
@@ -65,6 +66,11 @@ pub fn encode(event: &Event) -> Bytes {
             &json!({"stage": stage, "tool": tool, "message": message}),
         ),
         Event::ToolCall {
+            id,
+            name,
+            arguments,
+        }
+        | Event::ClientToolCall {
             id,
             name,
             arguments,

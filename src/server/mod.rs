@@ -11,6 +11,8 @@ pub mod request;
 pub mod settings;
 pub mod sse;
 pub mod text;
+pub mod ui_body;
+pub mod ui_stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +79,7 @@ pub const ENDPOINTS: &[&str] = &[
     "/api/chat",
     "/api/python",
     "/api/kb/search",
+    "/api/ui/chat",
     "/v1/chat/completions",
     "/v1/models",
     "/v1/models/{id}",
@@ -96,7 +99,8 @@ pub fn app(state: AppState) -> Router {
         Router::new()
             .route("/api/chat", post(chat))
             .route("/api/python", post(python))
-            .route("/api/kb/search", get(kb_search)),
+            .route("/api/kb/search", get(kb_search))
+            .route("/api/ui/chat", post(ui_chat)),
     );
     let openai = state.access.answering(access::openai_shape).protect(
         Router::new()
@@ -147,6 +151,23 @@ async fn python(
     AppJson(body): AppJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     stream(&app, body, PlainText).await
+}
+
+/// `POST /api/ui/chat`: the AI SDK UI message stream, for `useChat`.
+async fn ui_chat(
+    State(app): State<AppState>,
+    AppJson(body): AppJson<ui_body::UiBody>,
+) -> Result<Response, ApiError> {
+    let conversation = body.into_conversation(&app.limits)?;
+    let message_id = format!("msg-{}", uuid::Uuid::new_v4().simple());
+    let events = answer(&app, conversation, Options::default()).await?;
+    let mut response = Encoded::new(events, ui_stream::UiStream::new(message_id)).into_response();
+    let (name, value) = ui_stream::HEADER;
+    response.headers_mut().insert(
+        header::HeaderName::from_static(name),
+        header::HeaderValue::from_static(value),
+    );
+    Ok(response)
 }
 
 /// Starts the answer and streams it in `encoder`'s format.

@@ -463,3 +463,41 @@ async fn a_client_tool_may_not_take_the_name_of_ragstreams_own() {
             .contains("ragstream's own tools")
     );
 }
+
+#[tokio::test]
+async fn with_keys_configured_v1_refuses_and_limits_in_openais_shape() {
+    let upstream = Upstream::start(vec![Reply::answer(&["好"])]).await;
+    let mut raw = config(&upstream.base_url);
+    raw.server.api_keys = vec![ragstream::llm::Secret::new("rs-test-key-0123456789abcdef")];
+    raw.server.rate_limit.requests_per_minute = Some(1);
+    raw.server.rate_limit.burst = Some(2);
+    let server = start(raw).await;
+    let client = reqwest::Client::new();
+    let models = |key: Option<&str>| {
+        let request = client.get(format!("{}/v1/models", server.url));
+        match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    };
+
+    let response = models(None).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    assert_eq!(body["error"]["param"], Value::Null);
+
+    let ui = post(&server, "/api/ui/chat", json!({"messages": []})).await;
+    assert_eq!(ui.status(), 401, "the UI stream is guarded like /api/chat");
+
+    let key = Some("rs-test-key-0123456789abcdef");
+    assert_eq!(models(key).send().await.unwrap().status(), 200);
+    assert_eq!(models(key).send().await.unwrap().status(), 200);
+    let response = models(key).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "requests");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+}

@@ -119,17 +119,11 @@ pub fn ragstream_shape(rejection: &Rejection) -> Response {
 /// OpenAI-compatible routes: their SDKs read the status (401
 /// `AuthenticationError`, 429 `RateLimitError`) and show `message`.
 pub fn openai_shape(rejection: &Rejection) -> Response {
-    let (kind, code) = match rejection {
-        Rejection::MissingKey | Rejection::WrongKey => ("invalid_request_error", "invalid_api_key"),
-        Rejection::RateLimited { .. } => ("requests", "rate_limit_exceeded"),
+    let code = match rejection {
+        Rejection::MissingKey | Rejection::WrongKey => "invalid_api_key",
+        Rejection::RateLimited { .. } => "rate_limit_exceeded",
     };
-    let body = serde_json::json!({"error": {
-        "message": rejection.message(),
-        "type": kind,
-        "param": null,
-        "code": code,
-    }});
-    (rejection.status(), axum::Json(body)).into_response()
+    super::openai::error_response(rejection.status(), code, &rejection.message())
 }
 
 /// The access rules of one server instance, built once from [`Settings`].

@@ -90,12 +90,12 @@ pub fn error_body(code: &str, message: &str, kind: &str) -> Value {
     json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }
 
-/// The `type` OpenAI gives errors of this status.
+/// The `type` OpenAI gives errors of this status: `requests` for a request
+/// rate limit, `server_error` for its own faults, `invalid_request_error`
+/// for the rest (a wrong API key included).
 fn error_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        429 => "rate_limit_error",
+        429 => "requests",
         500.. => "server_error",
         _ => "invalid_request_error",
     }
@@ -220,9 +220,9 @@ mod tests {
         assert_eq!(response.status(), 429);
         assert_eq!(
             error_body("c", "m", error_type(StatusCode::UNAUTHORIZED)),
-            json!({"error": {"message": "m", "type": "authentication_error", "param": null, "code": "c"}})
+            json!({"error": {"message": "m", "type": "invalid_request_error", "param": null, "code": "c"}})
         );
-        assert_eq!(error_type(StatusCode::NOT_FOUND), "invalid_request_error");
+        assert_eq!(error_type(StatusCode::TOO_MANY_REQUESTS), "requests");
         assert_eq!(error_type(StatusCode::BAD_GATEWAY), "server_error");
     }
 }

@@ -215,6 +215,15 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_answer_gets_the_status_of_its_cause() {
+        assert_eq!(failed_status(Code::UpstreamRateLimited), 429);
+        assert_eq!(failed_status(Code::UpstreamTimeout), 504);
+        assert_eq!(failed_status(Code::UpstreamInterrupted), 502);
+        assert_eq!(failed_status(Code::ShuttingDown), 503);
+        assert_eq!(failed_status(Code::KbError), 500);
+    }
+
+    #[test]
     fn errors_have_openais_four_fields_and_a_type_for_the_status() {
         let response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
         assert_eq!(response.status(), 429);

@@ -461,6 +461,11 @@ mod tests {
             matches!(check(body("gpt-4o".into())), Err(Rejected::UnknownModel(m)) if m == "gpt-4o")
         );
         assert!(message_of(serde_json::json!({"messages": []})).contains("needs `model`"));
+        let hot = serde_json::json!({"model": "ragstream", "temperature": 3, "messages": [{"role": "user", "content": "q"}]});
+        assert_eq!(
+            message_of(hot),
+            "temperature is 3; it must be between 0 and 2"
+        );
     }
 
     #[test]

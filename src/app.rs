@@ -48,6 +48,10 @@ pub async fn open_kb(config: &Config) -> Result<SharedStore, Error> {
 /// Builds the engine over an open store: model client, tools, knowledge base.
 pub fn engine(config: &Config, kb: &Arc<dyn KnowledgeBase>) -> Result<Arc<Engine>, Error> {
     let search = config.kb.search_params();
+    // Without vectors a prefetch would only save a full-text search.
+    let prefetch = (config.chat.prefetch == crate::engine::PrefetchMode::Auto
+        && config.kb.embeddings.provider != crate::kb::config::Provider::None)
+        .then_some(config.chat.prefetch_similarity);
     let llm = config
         .llm
         .clone()
@@ -65,12 +69,19 @@ pub fn engine(config: &Config, kb: &Arc<dyn KnowledgeBase>) -> Result<Arc<Engine
                 timeout: std::time::Duration::from_millis(raw.timeout_ms),
             };
             match raw.backend {
-                Backend::KnowledgeBase => Arc::new(KnowledgeBaseTool::new(
-                    spec,
-                    Arc::clone(kb),
-                    search,
-                    raw.query_argument.clone(),
-                )) as Arc<dyn Tool>,
+                Backend::KnowledgeBase => {
+                    let tool = KnowledgeBaseTool::new(
+                        spec,
+                        Arc::clone(kb),
+                        search,
+                        raw.query_argument.clone(),
+                    );
+                    let tool = match prefetch {
+                        Some(threshold) => tool.with_prefetch(threshold),
+                        None => tool,
+                    };
+                    Arc::new(tool) as Arc<dyn Tool>
+                }
             }
         })
         .collect();

@@ -31,6 +31,10 @@ pub const KB_SEARCH: &str = "ragstream_kb_search_seconds";
 pub const REJECTED: &str = "ragstream_rejected_requests_total";
 /// Client addresses the rate limiter tracks.
 pub const RATE_LIMIT_CLIENTS: &str = "ragstream_rate_limit_clients";
+/// Speculative searches by `outcome`: `hit` (a call reused the hits), `partial`
+/// (it reused the vector), `miss` (it searched afresh), `wasted` (a request
+/// ended without reusing its prefetch).
+pub const PREFETCH: &str = "ragstream_prefetch_total";
 
 /// Reasons of `ragstream_rejected_requests_total`.
 pub const REJECTION_REASONS: &[Code] = &[Code::Unauthorized, Code::RateLimited];
@@ -80,6 +84,10 @@ fn describe() {
     );
     metrics::describe_counter!(TOOL_CALLS, "tool calls by tool and outcome");
     metrics::describe_counter!(UPSTREAM_ERRORS, "failed model-provider attempts by kind");
+    metrics::describe_counter!(
+        PREFETCH,
+        "speculative knowledge-base searches by outcome (hit, partial, miss, wasted)"
+    );
     metrics::describe_histogram!(
         KB_SEARCH,
         metrics::Unit::Seconds,
@@ -97,7 +105,7 @@ fn describe() {
 
 /// Creates every series whose labels are known in advance, at zero: requests
 /// to each of `endpoints` with status 200, streams by outcome, tool calls of
-/// each of `tools` by outcome, upstream errors by kind, the gauge and the
+/// each of `tools` by outcome, upstream errors by kind, prefetches by outcome, the gauge and the
 /// histograms, rejections by reason. Registering a series twice is harmless.
 pub fn register(endpoints: &[&'static str], tools: &[String]) {
     for &endpoint in endpoints {
@@ -121,6 +129,9 @@ pub fn register(endpoints: &[&'static str], tools: &[String]) {
     }
     for reason in REJECTION_REASONS {
         metrics::counter!(REJECTED, "reason" => reason.as_str()).increment(0);
+    }
+    for &outcome in crate::tools::prefetch::OUTCOMES {
+        metrics::counter!(PREFETCH, "outcome" => outcome).increment(0);
     }
     for histogram in [TIME_TO_FIRST_BYTE, STREAM_DURATION, KB_SEARCH] {
         let _ = metrics::histogram!(histogram);

@@ -5,6 +5,7 @@
 //! out the moment their chunk is parsed, and when the client goes away the
 //! stream is dropped, which drops the upstream request with it.
 
+mod early;
 pub mod event;
 pub mod prompt;
 pub mod settings;
@@ -12,11 +13,10 @@ pub mod settings;
 use std::sync::Arc;
 
 use futures::Stream;
-use futures::future::join_all;
 use tracing::Instrument;
 
 pub use event::{Event, Source, Stage};
-pub use settings::{AnswerMode, Settings};
+pub use settings::{AnswerMode, PrefetchMode, Settings};
 
 use crate::error::Code;
 use crate::kb::{KnowledgeBase, SearchParams};
@@ -122,6 +122,12 @@ impl Engine {
                 }
                 Some(client) => {
                     let mut run = Run::new(&engine, client, conversation, options);
+                    // Searches the question while the first model call runs;
+                    // aborted when dropped (a direct answer, or the request ends).
+                    let mut prefetch = span
+                        .in_scope(|| engine.tools.prefetch(&run.question))
+                        .map(Arc::new);
+                    let mut early = early::Early::default();
                     for step in 1..=engine.chat.max_steps {
                         let last = step == engine.chat.max_steps || run.final_answer;
                         let request = run.request(last);
@@ -138,8 +144,17 @@ impl Engine {
                             match turn.next_events(&mut events).await {
                                 Ok(true) => {
                                     for event in events.drain(..) {
-                                        if let Some(event) = run.relay(event) {
-                                            yield event;
+                                        match event {
+                                            TurnEvent::ToolCallReady(ready) => {
+                                                if !last && !run.is_client_tool(&ready.call.name) {
+                                                    early.start(&engine, ready, prefetch.clone(), &span);
+                                                }
+                                            }
+                                            event => {
+                                                if let Some(event) = run.relay(event) {
+                                                    yield event;
+                                                }
+                                            }
                                         }
                                     }
                                 }
@@ -166,6 +181,7 @@ impl Engine {
                             return;
                         }
                         if turn.tool_calls.is_empty() {
+                            drop(prefetch.take());
                             yield run.done(turn.finish_reason);
                             return;
                         }
@@ -186,8 +202,10 @@ impl Engine {
                                 arguments: call.arguments.clone(),
                             };
                         }
-                        let calls = turn.tool_calls.iter().cloned().map(|c| engine.tools.run(c));
-                        let results = join_all(calls).instrument(span.clone()).await;
+                        let results = early
+                            .results(&engine, &turn.tool_calls, prefetch.as_deref())
+                            .instrument(span.clone())
+                            .await;
                         for event in run.absorb(turn, results) {
                             yield event;
                         }
@@ -367,6 +385,8 @@ impl<'a> Run<'a> {
                 message: self.engine.tools.status_message(&started.name),
                 tool: Some(started.name),
             }),
+            // The turn loop starts ready calls; nothing to show.
+            TurnEvent::ToolCallReady(_) => None,
         }
     }
 

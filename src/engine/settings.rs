@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::tools::prefetch::Mode as PrefetchMode;
+
 /// How the answer after a tool call is produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,6 +36,12 @@ pub struct Settings {
     pub retrieval_only_label: String,
     /// Answer when no model is configured and nothing relevant is found.
     pub no_match_message: String,
+    /// `auto` (search the question while the first model call runs, when a
+    /// knowledge-base tool and an embeddings provider are configured) or `off`.
+    pub prefetch: PrefetchMode,
+    /// Character-bigram similarity (0–1) from which the model's query reuses
+    /// the prefetched question's vector.
+    pub prefetch_similarity: f32,
 }
 
 impl Default for Settings {
@@ -49,6 +57,8 @@ impl Default for Settings {
             max_steps: 3,
             retrieval_only_label: "[Knowledge-base answer: no language model is configured]".into(),
             no_match_message: "Nothing relevant was found in the knowledge base.".into(),
+            prefetch: PrefetchMode::Auto,
+            prefetch_similarity: 0.6,
         }
     }
 }
@@ -64,6 +74,12 @@ impl Settings {
             "chat.answer_temperature",
             self.answer_temperature,
         ));
+        if !(0.0..=1.0).contains(&self.prefetch_similarity) {
+            problems.push(format!(
+                "chat.prefetch_similarity {} must be between 0 and 1",
+                self.prefetch_similarity
+            ));
+        }
         if self.answer_mode == AnswerMode::PromptTemplate {
             for slot in ["{question}", "{background}"] {
                 if !self.answer_prompt.contains(slot) {
@@ -97,12 +113,14 @@ mod tests {
             answer_prompt: "{question} only".into(),
             max_steps: 0,
             answer_temperature: Some(f32::NAN),
+            prefetch_similarity: 1.5,
             ..Settings::default()
         };
         let problems = settings.problems();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].starts_with("chat.max_steps"));
         assert!(problems[1].starts_with("chat.answer_temperature NaN"));
-        assert!(problems[2].contains("{background}"));
+        assert!(problems[2].starts_with("chat.prefetch_similarity 1.5 must be between 0 and 1"));
+        assert!(problems[3].contains("{background}"));
     }
 }

@@ -13,6 +13,15 @@
 //!
 //! Nothing is validated per fragment; [`ToolCallAccumulator::finish`] checks the
 //! whole calls when the turn ends.
+//!
+//! A call is *ready* (can be started before the turn ends) once it has a name
+//! and its arguments are complete: their JSON object closed, or the turn's
+//! `finish_reason` arrived. The next call beginning is no such sign: some
+//! providers interleave the fragments of parallel calls (fixture
+//! `parallel_tool_calls.sse`), so a call may still be empty when the next begins.
+//! [`ToolCallAccumulator::take_ready`] hands each call out once; since more
+//! fragments may still follow, the caller compares the ready call with the
+//! finished one before using what it started.
 
 use super::wire::{FunctionDelta, ToolCallDelta};
 
@@ -36,6 +45,77 @@ pub struct Started {
     pub name: String,
 }
 
+/// A tool call whose arguments are complete before the turn ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// Position of the call in the turn.
+    pub position: usize,
+    /// The call as it stands (its id is `call_{n}` when the provider sent none yet).
+    pub call: ToolCall,
+}
+
+/// Follows the argument text just far enough to see its top-level JSON object close.
+#[derive(Debug, Default, Clone, Copy)]
+struct JsonScan {
+    /// Open braces and brackets outside strings.
+    depth: u32,
+    /// Inside a string.
+    in_string: bool,
+    /// The previous character was a backslash inside a string.
+    escaped: bool,
+    /// The first non-blank character was `{`.
+    opened: bool,
+    /// The object closed; or the text does not start as an object (never closes).
+    settled: bool,
+}
+
+impl JsonScan {
+    /// Reads more argument text.
+    fn feed(&mut self, text: &str) {
+        for byte in text.bytes() {
+            if self.settled {
+                return;
+            }
+            if !self.opened {
+                match byte {
+                    b' ' | b'\t' | b'\n' | b'\r' => {}
+                    b'{' => {
+                        self.opened = true;
+                        self.depth = 1;
+                    }
+                    _ => self.settled = true,
+                }
+                continue;
+            }
+            if self.in_string {
+                match byte {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        self.settled = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether the top-level object closed.
+    fn closed(&self) -> bool {
+        self.opened && self.settled && self.depth == 0
+    }
+}
+
 /// A call being assembled.
 #[derive(Debug, Default)]
 struct PartialCall {
@@ -47,6 +127,25 @@ struct PartialCall {
     name: String,
     /// The argument text assembled so far.
     arguments: String,
+    /// How far the argument text is known to be complete.
+    scan: JsonScan,
+    /// Handed out by [`ToolCallAccumulator::take_ready`].
+    ready: bool,
+}
+
+impl PartialCall {
+    /// The call as it would finish now, as position `n`.
+    fn snapshot(&self, n: usize) -> ToolCall {
+        ToolCall {
+            id: self.id.clone().unwrap_or_else(|| format!("call_{n}")),
+            name: self.name.clone(),
+            arguments: if self.arguments.trim().is_empty() {
+                "{}".to_owned()
+            } else {
+                self.arguments.clone()
+            },
+        }
+    }
 }
 
 /// Collects tool-call fragments in arrival order.
@@ -90,6 +189,23 @@ impl ToolCallAccumulator {
         })
     }
 
+    /// Appends the calls that became ready and were not handed out yet;
+    /// `finished`: the turn's `finish_reason` arrived, so every named call is.
+    pub fn take_ready(&mut self, finished: bool, out: &mut Vec<Ready>) {
+        for (n, call) in self.calls.iter_mut().enumerate() {
+            if call.ready || call.name.is_empty() {
+                continue;
+            }
+            if finished || call.scan.closed() {
+                call.ready = true;
+                out.push(Ready {
+                    position: n,
+                    call: call.snapshot(n),
+                });
+            }
+        }
+    }
+
     /// Ends the turn: the complete calls, or why one is unusable.
     ///
     /// A call without a name cannot be run or answered, so it fails the turn;
@@ -103,16 +219,7 @@ impl ToolCallAccumulator {
                 if call.name.is_empty() {
                     return Err(format!("tool call #{n} arrived without a function name"));
                 }
-                let arguments = if call.arguments.trim().is_empty() {
-                    "{}".to_owned()
-                } else {
-                    call.arguments
-                };
-                Ok(ToolCall {
-                    id: call.id.unwrap_or_else(|| format!("call_{n}")),
-                    name: call.name,
-                    arguments,
-                })
+                Ok(call.snapshot(n))
             })
             .collect()
     }
@@ -160,6 +267,7 @@ fn merge(call: &mut PartialCall, function: FunctionDelta) -> bool {
         }
     }
     if let Some(arguments) = function.arguments {
+        call.scan.feed(&arguments);
         call.arguments.push_str(&arguments);
     }
     named
@@ -288,6 +396,50 @@ mod tests {
                 .unwrap_err()
                 .contains("without a function name")
         );
+    }
+
+    fn ready(acc: &mut ToolCallAccumulator, finished: bool) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        acc.take_ready(finished, &mut out);
+        out.into_iter()
+            .map(|r| (r.position, r.call.arguments))
+            .collect()
+    }
+
+    #[test]
+    fn a_call_is_ready_when_its_json_object_closes_not_before() {
+        let mut acc = ToolCallAccumulator::default();
+        acc.apply(frag(Some(0), Some("a"), Some("kb"), Some("{\"q\":\"a}")));
+        assert_eq!(ready(&mut acc, false), [], "a brace inside a string");
+        acc.apply(frag(Some(0), None, None, Some("\\\"{\", \"n\": [1,{}]")));
+        assert_eq!(ready(&mut acc, false), [], "nested values closed, not the object");
+        acc.apply(frag(Some(0), None, None, Some("}")));
+        assert_eq!(
+            ready(&mut acc, false),
+            [(0, "{\"q\":\"a}\\\"{\", \"n\": [1,{}]}".to_owned())]
+        );
+        assert_eq!(ready(&mut acc, true), [], "handed out once");
+    }
+
+    #[test]
+    fn an_unclosed_call_is_ready_only_when_the_turn_finishes() {
+        let mut acc = ToolCallAccumulator::default();
+        acc.apply(frag(Some(0), Some("a"), Some("time"), None));
+        acc.apply(frag(Some(1), Some("b"), Some("kb"), Some("{\"q\":")));
+        assert_eq!(ready(&mut acc, false), [], "interleaving providers may still fill call 0");
+        assert_eq!(
+            ready(&mut acc, true),
+            [(0, "{}".to_owned()), (1, "{\"q\":".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_call_is_not_ready_before_its_name_arrives() {
+        let mut acc = ToolCallAccumulator::default();
+        acc.apply(frag(Some(0), Some("a"), None, Some("{}")));
+        assert_eq!(ready(&mut acc, false), []);
+        acc.apply(frag(Some(0), None, Some("kb"), None));
+        assert_eq!(ready(&mut acc, false), [(0, "{}".to_owned())]);
     }
 
     #[test]

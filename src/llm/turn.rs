@@ -1,7 +1,7 @@
 //! Turns upstream chunks into the events of one model turn.
 //! Pure and synchronous: the network lives in `llm::client`.
 
-use super::assemble::{Started, ToolCall, ToolCallAccumulator};
+use super::assemble::{Ready, Started, ToolCall, ToolCallAccumulator};
 use super::wire::{Chunk, Usage};
 
 /// What one chunk contributes, in arrival order.
@@ -13,6 +13,8 @@ pub enum TurnEvent {
     Reasoning(String),
     /// A tool call's name became known: the client can be told at once.
     ToolCallStarted(Started),
+    /// A tool call's arguments are complete: it can run before the turn ends.
+    ToolCallReady(Ready),
 }
 
 /// A finished model turn.
@@ -105,6 +107,7 @@ impl TurnState {
             self.finish_reason = Some(reason);
         }
         let Some(delta) = choice.delta else {
+            self.take_ready(out);
             return Ok(());
         };
         if let Some(text) = delta
@@ -127,7 +130,19 @@ impl TurnState {
         if let Some(started) = delta.function_call.and_then(|f| self.calls.apply_legacy(f)) {
             out.push(TurnEvent::ToolCallStarted(started));
         }
+        self.take_ready(out);
         Ok(())
+    }
+
+    /// Announces the tool calls whose arguments just became complete.
+    fn take_ready(&mut self, out: &mut Vec<TurnEvent>) {
+        if self.calls.is_empty() {
+            return;
+        }
+        let mut ready = Vec::new();
+        self.calls
+            .take_ready(self.finish_reason.is_some(), &mut ready);
+        out.extend(ready.into_iter().map(TurnEvent::ToolCallReady));
     }
 
     /// Ends the turn and validates its tool calls.
@@ -269,10 +284,16 @@ mod tests {
         let (events, turn) = replay(&fixture("legacy_function_call.sse"), 0);
         assert_eq!(
             events,
-            [TurnEvent::ToolCallStarted(Started {
-                position: 0,
-                name: "autism_expert".into()
-            })]
+            [
+                TurnEvent::ToolCallStarted(Started {
+                    position: 0,
+                    name: "autism_expert".into()
+                }),
+                TurnEvent::ToolCallReady(Ready {
+                    position: 0,
+                    call: turn.tool_calls[0].clone()
+                })
+            ]
         );
         let args: serde_json::Value = serde_json::from_str(&turn.tool_calls[0].arguments).unwrap();
         assert_eq!(args["question"], "自闭症孩子自伤怎么办?");
@@ -282,7 +303,19 @@ mod tests {
     #[test]
     fn parallel_tool_calls_are_announced_and_assembled() {
         let (events, turn) = replay(&fixture("parallel_tool_calls.sse"), 0);
-        assert_eq!(events.len(), 2);
+        let started = events
+            .iter()
+            .filter(|e| matches!(e, TurnEvent::ToolCallStarted(_)))
+            .count();
+        assert_eq!(started, 2);
+        let ready: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                TurnEvent::ToolCallReady(ready) => Some(ready.call.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ready, turn.tool_calls, "both calls start before the turn ends");
         let names: Vec<_> = turn.tool_calls.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["autism_expert", "autism_expert"]);
         assert_eq!(turn.tool_calls[1].id, "call_b");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::prefetch::{Prefetch, Reuse};
 use super::{Error, Output, Spec, Tool};
 use crate::kb::{KnowledgeBase, SearchParams};
 
@@ -18,6 +19,8 @@ pub struct KnowledgeBaseTool {
     params: SearchParams,
     /// The argument that carries the query (e.g. `question`).
     query_argument: String,
+    /// Similarity threshold of speculative searches; `None`: they are off.
+    prefetch: Option<f32>,
 }
 
 impl KnowledgeBaseTool {
@@ -33,6 +36,22 @@ impl KnowledgeBaseTool {
             kb,
             params,
             query_argument,
+            prefetch: None,
+        }
+    }
+
+    /// Enables speculative searches of the user's question (see
+    /// [`super::prefetch`]); a query whose bigram similarity to the question
+    /// reaches `threshold` reuses the question's vector.
+    pub fn with_prefetch(mut self, threshold: f32) -> Self {
+        self.prefetch = Some(threshold);
+        self
+    }
+
+    fn failed(&self, err: crate::kb::Error) -> Error {
+        Error::Failed {
+            name: self.spec.name.clone(),
+            reason: err.to_string(),
         }
     }
 
@@ -65,15 +84,52 @@ impl Tool for KnowledgeBaseTool {
     }
 
     async fn call(&self, arguments: &serde_json::Map<String, Value>) -> Result<Output, Error> {
+        self.call_with(arguments, None).await
+    }
+
+    async fn call_with(
+        &self,
+        arguments: &serde_json::Map<String, Value>,
+        prefetch: Option<&Prefetch>,
+    ) -> Result<Output, Error> {
         let query = self.query(arguments)?;
-        let hits = crate::kb::timed_search(self.kb.as_ref(), query, &self.params)
-            .await
-            .map_err(|err| Error::Failed {
-                name: self.spec.name.clone(),
-                reason: err.to_string(),
-            })?;
+        let reuse = match prefetch {
+            Some(prefetch) => prefetch.reuse(&self.spec.name, query).await,
+            None => Reuse::Nothing,
+        };
+        let hits = match reuse {
+            Reuse::Hits(hits) => hits,
+            Reuse::Vector(vector) => {
+                let started = std::time::Instant::now();
+                let detailed = self
+                    .kb
+                    .search_with_vector(query, vector, &self.params)
+                    .await;
+                metrics::histogram!(crate::telemetry::KB_SEARCH)
+                    .record(started.elapsed().as_secs_f64());
+                detailed
+                    .map_err(|err| self.failed(err))?
+                    .into_iter()
+                    .map(|d| d.hit)
+                    .collect()
+            }
+            Reuse::Nothing => crate::kb::timed_search(self.kb.as_ref(), query, &self.params)
+                .await
+                .map_err(|err| self.failed(err))?,
+        };
         tracing::debug!(tool = %self.spec.name, query, hits = hits.len(), "knowledge base searched");
         Ok(Output::Hits(hits))
+    }
+
+    fn prefetch(&self, question: &str) -> Option<Prefetch> {
+        let threshold = self.prefetch?;
+        Prefetch::start(
+            &self.spec.name,
+            Arc::clone(&self.kb),
+            self.params,
+            question,
+            threshold,
+        )
     }
 }
 

@@ -6,6 +6,7 @@
 //! can read, so that a bad call never ends the answer.
 
 pub mod knowledge_base;
+pub mod prefetch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use serde_json::Value;
 
 use crate::kb::Hit;
 use crate::llm::{ToolCall, ToolSpec};
+pub use prefetch::Prefetch;
 
 /// Why a tool call produced no output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +92,24 @@ pub trait Tool: Send + Sync {
 
     /// Runs one call with arguments already parsed as a JSON object.
     async fn call(&self, arguments: &serde_json::Map<String, Value>) -> Result<Output, Error>;
+
+    /// Runs one call, reusing what `prefetch` found when it can (only the
+    /// knowledge-base tool can; other tools just [`Tool::call`]).
+    async fn call_with(
+        &self,
+        arguments: &serde_json::Map<String, Value>,
+        prefetch: Option<&Prefetch>,
+    ) -> Result<Output, Error> {
+        let _ = prefetch;
+        self.call(arguments).await
+    }
+
+    /// Starts a speculative search for `question`, if this tool does them and
+    /// they are enabled.
+    fn prefetch(&self, question: &str) -> Option<Prefetch> {
+        let _ = question;
+        None
+    }
 }
 
 /// The outcome of one call, success or not.
@@ -157,10 +177,20 @@ impl Registry {
         }
     }
 
+    /// Starts the speculative search of the first tool that does them.
+    pub fn prefetch(&self, question: &str) -> Option<Prefetch> {
+        self.tools.iter().find_map(|tool| tool.prefetch(question))
+    }
+
     /// Runs one call; every failure becomes an `Err` output, logged here.
     pub async fn run(&self, call: ToolCall) -> CallResult {
+        self.run_with(call, None).await
+    }
+
+    /// [`Registry::run`], reusing what `prefetch` found when the call allows.
+    pub async fn run_with(&self, call: ToolCall, prefetch: Option<&Prefetch>) -> CallResult {
         let started = Instant::now();
-        let output = self.dispatch(&call).await;
+        let output = self.dispatch(&call, prefetch).await;
         let outcome = match &output {
             Ok(_) => "ok",
             Err(err) => {
@@ -183,7 +213,11 @@ impl Registry {
         }
     }
 
-    async fn dispatch(&self, call: &ToolCall) -> Result<Output, Error> {
+    async fn dispatch(
+        &self,
+        call: &ToolCall,
+        prefetch: Option<&Prefetch>,
+    ) -> Result<Output, Error> {
         let tool = self.get(&call.name).ok_or_else(|| Error::UnknownTool {
             name: call.name.clone(),
             available: self
@@ -211,7 +245,7 @@ impl Registry {
         // A hung backend must not hang the answer; dropping the call cancels
         // what it awaits (work in a blocking thread runs to its end unseen).
         let limit = tool.spec().timeout;
-        tokio::time::timeout(limit, tool.call(&arguments))
+        tokio::time::timeout(limit, tool.call_with(&arguments, prefetch))
             .await
             .unwrap_or_else(|_| {
                 Err(Error::TimedOut {

@@ -2,11 +2,15 @@
 //!
 //! Vectors are deterministic: each character bigram of the text adds ±1 to a hashed
 //! component, so texts that share words get similar vectors and vector search ranks
-//! meaningfully. Scripted failures are served first, in order.
+//! meaningfully. Scripted failures are served first, in order. Requests can be
+//! delayed or held; [`EmbedServer::in_flight`] counts those not answered yet and
+//! drops when the client hangs up, which shows a cancelled search.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -49,6 +53,10 @@ struct Script {
     seen: Vec<Seen>,
     /// When true, every request hangs for a long time (to test cancellation).
     hang: bool,
+    /// A pause before every answer.
+    delay: Duration,
+    /// Requests received and not answered yet (their client may still hang up).
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// A running scripted server.
@@ -105,9 +113,68 @@ impl EmbedServer {
         self.script.lock().unwrap().hang = true;
     }
 
+    /// Pauses `delay` before answering each request from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        self.script.lock().unwrap().delay = delay;
+    }
+
     /// Every request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.script.lock().unwrap().seen.clone()
+    }
+
+    /// The single texts embedded since request `from` (query embeddings; imports send batches).
+    pub fn queries_since(&self, from: usize) -> Vec<String> {
+        self.seen()[from..]
+            .iter()
+            .filter_map(|s| {
+                let input = s.body["input"].as_array()?;
+                (input.len() == 1).then(|| input[0].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+
+    /// Requests received and not answered yet, whose client has not hung up.
+    pub fn in_flight(&self) -> usize {
+        self.script.lock().unwrap().in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `count` requests have arrived in all; panics after 10 s with `what`.
+    pub async fn wait_for_requests(&self, count: usize, what: &str) {
+        for _ in 0..1000 {
+            if self.seen().len() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: the embeddings server saw {} requests, expected {count}", self.seen().len());
+    }
+
+    /// Waits until no request is in flight; false if one still is after 10 s.
+    pub async fn wait_idle(&self) -> bool {
+        for _ in 0..1000 {
+            if self.in_flight() == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+}
+
+/// Counts a request as in flight until its handler ends or is dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -134,7 +201,7 @@ async fn embeddings(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let (canned, dim, hang) = {
+    let (canned, dim, hang, delay, _in_flight) = {
         let mut s = script.lock().unwrap();
         s.seen.push(Seen {
             path: "/v1/embeddings".into(),
@@ -144,11 +211,13 @@ async fn embeddings(
                 .map(|v| v.to_str().unwrap().to_owned()),
             body: body.clone(),
         });
-        (s.canned.pop_front(), s.dim, s.hang)
+        let in_flight = InFlight::new(&s.in_flight);
+        (s.canned.pop_front(), s.dim, s.hang, s.delay, in_flight)
     };
     if hang {
-        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
+    tokio::time::sleep(delay).await;
     if let Some(c) = canned {
         return (StatusCode::from_u16(c.status).unwrap(), Json(c.body)).into_response();
     }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 #[allow(unused_imports, reason = "each test binary uses a different part")]
-pub use upstream::{Reply, Step, Upstream};
+pub use upstream::{Gate, Reply, Step, Upstream};
 
 /// The knowledge base the tests search.
 pub fn kb_path() -> String {

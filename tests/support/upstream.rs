@@ -31,8 +31,37 @@ pub enum Step {
     Sleep(Duration),
     /// Never send anything again, keeping the connection open.
     Hang,
+    /// Wait until the test opens the gate ([`Gate::open`]).
+    Gate(Gate),
     /// Abort the connection mid-body.
     Drop,
+}
+
+/// A point in a reply the test opens when it is ready (e.g. once another
+/// server has seen a request), so that ordering is asserted, not timed.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Lets every reply waiting at this gate (and every later one) go on.
+    pub fn open(&self) {
+        self.0.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
+    async fn pass(&self) {
+        let _ = self.0.acquire().await;
+    }
 }
 
 /// How the upstream answers one request.
@@ -319,6 +348,7 @@ fn play(shared: &Shared, steps: Vec<Step>) -> Response {
                 }
                 Step::Sleep(gap) => tokio::time::sleep(gap).await,
                 Step::Hang => std::future::pending::<()>().await,
+                Step::Gate(gate) => gate.pass().await,
                 Step::Drop => {
                     // Let hyper flush what was written, as a real server would have.
                     tokio::time::sleep(Duration::from_millis(30)).await;

@@ -89,7 +89,11 @@ async fn a_call_asking_the_question_reuses_the_prefetch_one_embedding_not_two() 
     ])
     .await;
     let embed = EmbedServer::start(32).await;
-    let (server, imported) = serve(with_embeddings(&upstream, &embed, PrefetchMode::Auto), &embed).await;
+    let (server, imported) = serve(
+        with_embeddings(&upstream, &embed, PrefetchMode::Auto),
+        &embed,
+    )
+    .await;
 
     let events = chat(&server, json!({ "content": QUESTION })).await;
 
@@ -117,7 +121,11 @@ async fn a_call_asking_something_else_searches_again_with_the_models_words() {
     ])
     .await;
     let embed = EmbedServer::start(32).await;
-    let (server, imported) = serve(with_embeddings(&upstream, &embed, PrefetchMode::Auto), &embed).await;
+    let (server, imported) = serve(
+        with_embeddings(&upstream, &embed, PrefetchMode::Auto),
+        &embed,
+    )
+    .await;
 
     let events = chat(&server, json!({ "content": QUESTION })).await;
 
@@ -127,7 +135,11 @@ async fn a_call_asking_something_else_searches_again_with_the_models_words() {
         [QUESTION, "孩子语言发育迟缓"],
         "the prefetch embedded the question, the call its own words"
     );
-    assert_eq!(sources(&events)[0], "language", "the hits answer the model's query");
+    assert_eq!(
+        sources(&events)[0],
+        "language",
+        "the hits answer the model's query"
+    );
     assert!(metric(&server, "ragstream_prefetch_total{outcome=\"miss\"}").await >= 1.0);
 }
 
@@ -139,9 +151,17 @@ async fn a_close_rephrasing_reuses_the_vector_and_searches_the_models_words() {
     ])
     .await;
     let embed = EmbedServer::start(32).await;
-    let (server, imported) = serve(with_embeddings(&upstream, &embed, PrefetchMode::Auto), &embed).await;
+    let (server, imported) = serve(
+        with_embeddings(&upstream, &embed, PrefetchMode::Auto),
+        &embed,
+    )
+    .await;
 
-    let events = chat(&server, json!({ "content": "我家孩子语言发育迟缓，该怎么办呢" })).await;
+    let events = chat(
+        &server,
+        json!({ "content": "我家孩子语言发育迟缓，该怎么办呢" }),
+    )
+    .await;
 
     assert_eq!(last(&events).event, "done", "{events:?}");
     assert_eq!(
@@ -157,19 +177,29 @@ async fn a_close_rephrasing_reuses_the_vector_and_searches_the_models_words() {
 async fn a_direct_answer_is_not_held_up_by_a_hung_embeddings_api_whose_request_it_then_cancels() {
     let gate = Gate::new();
     let mut reply = vec![Step::Gate(gate.clone())];
-    reply.push(Step::Bytes(frame(&support::upstream::content("你好").to_string())));
+    reply.push(Step::Bytes(frame(
+        &support::upstream::content("你好").to_string(),
+    )));
     reply.push(Step::Bytes(frame(&finish("stop").to_string())));
     reply.push(Step::Bytes(frame("[DONE]")));
     let upstream = Upstream::start(vec![Reply::Stream(reply)]).await;
     let embed = EmbedServer::start(32).await;
-    let (server, imported) = serve(with_embeddings(&upstream, &embed, PrefetchMode::Auto), &embed).await;
+    let (server, imported) = serve(
+        with_embeddings(&upstream, &embed, PrefetchMode::Auto),
+        &embed,
+    )
+    .await;
     embed.hang();
 
     let asking = send(&server, "你好");
     embed
         .wait_for_requests(imported + 1, "the prefetch embeds the question")
         .await;
-    assert_eq!(embed.in_flight(), 1, "the embeddings API holds the question");
+    assert_eq!(
+        embed.in_flight(),
+        1,
+        "the embeddings API holds the question"
+    );
     gate.open();
     let events = support::read_events(asking.await.unwrap()).await;
 
@@ -186,7 +216,11 @@ async fn a_direct_answer_is_not_held_up_by_a_hung_embeddings_api_whose_request_i
 async fn a_cancelled_request_cancels_its_prefetch() {
     let upstream = Upstream::start(vec![Reply::Silent]).await;
     let embed = EmbedServer::start(32).await;
-    let (server, imported) = serve(with_embeddings(&upstream, &embed, PrefetchMode::Auto), &embed).await;
+    let (server, imported) = serve(
+        with_embeddings(&upstream, &embed, PrefetchMode::Auto),
+        &embed,
+    )
+    .await;
     embed.hang();
 
     let response = send(&server, QUESTION);
@@ -197,9 +231,14 @@ async fn a_cancelled_request_cancels_its_prefetch() {
     response.abort();
     let _ = response.await;
 
-    assert!(embed.wait_idle().await, "the prefetch's request was dropped");
     assert!(
-        upstream.wait_all_closed(std::time::Duration::from_secs(10)).await,
+        embed.wait_idle().await,
+        "the prefetch's request was dropped"
+    );
+    assert!(
+        upstream
+            .wait_all_closed(std::time::Duration::from_secs(10))
+            .await,
         "and so was the model call"
     );
 }
@@ -209,7 +248,11 @@ async fn off_embeds_only_the_models_query_and_a_failing_prefetch_never_fails_the
     // Off: the question is never embedded on its own.
     let upstream = Upstream::start(vec![kb_call(QUESTION), Reply::answer(&["好"])]).await;
     let embed = EmbedServer::start(32).await;
-    let (server, imported) = serve(with_embeddings(&upstream, &embed, PrefetchMode::Off), &embed).await;
+    let (server, imported) = serve(
+        with_embeddings(&upstream, &embed, PrefetchMode::Off),
+        &embed,
+    )
+    .await;
     let events = chat(&server, json!({ "content": "请问：自闭症孩子自伤怎么办" })).await;
     assert_eq!(last(&events).event, "done", "{events:?}");
     assert_eq!(embed.queries_since(imported), [QUESTION]);
@@ -217,7 +260,11 @@ async fn off_embeds_only_the_models_query_and_a_failing_prefetch_never_fails_the
     // Auto with an embeddings API that fails: the call searches full text.
     let upstream = Upstream::start(vec![kb_call(QUESTION), Reply::answer(&["好"])]).await;
     let embed = EmbedServer::start(32).await;
-    let (server, _) = serve(with_embeddings(&upstream, &embed, PrefetchMode::Auto), &embed).await;
+    let (server, _) = serve(
+        with_embeddings(&upstream, &embed, PrefetchMode::Auto),
+        &embed,
+    )
+    .await;
     embed.push(500, json!({"error": {"message": "down"}}));
     let events = chat(&server, json!({ "content": QUESTION })).await;
     assert_eq!(last(&events).event, "done", "{events:?}");
@@ -243,7 +290,11 @@ async fn a_tool_call_is_searched_as_soon_as_its_arguments_close() {
     steps.push(Step::Bytes(frame("[DONE]")));
     let upstream = Upstream::start(vec![Reply::Stream(steps), Reply::answer(&["好"])]).await;
     let embed = EmbedServer::start(32).await;
-    let (server, imported) = serve(with_embeddings(&upstream, &embed, PrefetchMode::Off), &embed).await;
+    let (server, imported) = serve(
+        with_embeddings(&upstream, &embed, PrefetchMode::Off),
+        &embed,
+    )
+    .await;
 
     let asking = send(&server, QUESTION);
     embed

@@ -211,8 +211,8 @@ proptest! {
                 let chars: Vec<char> = args.chars().collect();
                 let mut fragments = vec![ToolCallDelta {
                     index: Some(index),
-                    id: Some(format!("call_{index}")),
-                    function: Some(FunctionDelta { name: Some(name.clone()), arguments: Some(String::new()) }),
+                    id: Some(format!("call_{index}").into()),
+                    function: Some(FunctionDelta { name: Some(name.clone().into()), arguments: Some("".into()) }),
                 }];
                 let mut at = 0;
                 let mut k = 0;
@@ -221,7 +221,7 @@ proptest! {
                     fragments.push(ToolCallDelta {
                         index: Some(index),
                         id: None,
-                        function: Some(FunctionDelta { name: None, arguments: Some(chars[at..at + len].iter().collect()) }),
+                        function: Some(FunctionDelta { name: None, arguments: Some(chars[at..at + len].iter().collect::<String>().into()) }),
                     });
                     at += len;
                     k += 1;

@@ -162,11 +162,11 @@ impl ToolCallAccumulator {
     }
 
     /// Applies one modern fragment; returns the call whose name it made known.
-    pub fn apply(&mut self, delta: ToolCallDelta) -> Option<Started> {
+    pub fn apply(&mut self, delta: ToolCallDelta<'_>) -> Option<Started> {
         let position = self.position_for(&delta);
         let call = &mut self.calls[position];
         if let Some(id) = delta.id.filter(|id| !id.is_empty()) {
-            call.id.get_or_insert(id);
+            call.id.get_or_insert_with(|| id.into_owned());
         }
         match delta.function {
             Some(function) => merge(call, function).then(|| Started {
@@ -178,7 +178,7 @@ impl ToolCallAccumulator {
     }
 
     /// Applies one legacy `function_call` fragment.
-    pub fn apply_legacy(&mut self, function: FunctionDelta) -> Option<Started> {
+    pub fn apply_legacy(&mut self, function: FunctionDelta<'_>) -> Option<Started> {
         if self.calls.is_empty() {
             self.calls.push(PartialCall::default());
         }
@@ -225,7 +225,7 @@ impl ToolCallAccumulator {
     }
 
     /// Finds or creates the call a fragment belongs to.
-    fn position_for(&mut self, delta: &ToolCallDelta) -> usize {
+    fn position_for(&mut self, delta: &ToolCallDelta<'_>) -> usize {
         let id = delta.id.as_deref().filter(|id| !id.is_empty());
         let names_function = delta
             .function
@@ -256,11 +256,11 @@ impl ToolCallAccumulator {
 }
 
 /// Merges a name/arguments fragment; true when it made the name known.
-fn merge(call: &mut PartialCall, function: FunctionDelta) -> bool {
+fn merge(call: &mut PartialCall, function: FunctionDelta<'_>) -> bool {
     let mut named = false;
     if let Some(name) = function.name.filter(|n| !n.is_empty()) {
         if call.name.is_empty() {
-            call.name = name;
+            call.name = name.into_owned();
             named = true;
         } else if call.name != name {
             call.name.push_str(&name);
@@ -277,12 +277,12 @@ fn merge(call: &mut PartialCall, function: FunctionDelta) -> bool {
 mod tests {
     use super::*;
 
-    fn frag(
+    fn frag<'a>(
         index: Option<usize>,
-        id: Option<&str>,
-        name: Option<&str>,
-        args: Option<&str>,
-    ) -> ToolCallDelta {
+        id: Option<&'a str>,
+        name: Option<&'a str>,
+        args: Option<&'a str>,
+    ) -> ToolCallDelta<'a> {
         ToolCallDelta {
             index,
             id: id.map(Into::into),
@@ -293,7 +293,7 @@ mod tests {
         }
     }
 
-    fn assemble(fragments: Vec<ToolCallDelta>) -> Vec<ToolCall> {
+    fn assemble(fragments: Vec<ToolCallDelta<'_>>) -> Vec<ToolCall> {
         let mut acc = ToolCallAccumulator::default();
         for f in fragments {
             acc.apply(f);
@@ -412,7 +412,11 @@ mod tests {
         acc.apply(frag(Some(0), Some("a"), Some("kb"), Some("{\"q\":\"a}")));
         assert_eq!(ready(&mut acc, false), [], "a brace inside a string");
         acc.apply(frag(Some(0), None, None, Some("\\\"{\", \"n\": [1,{}]")));
-        assert_eq!(ready(&mut acc, false), [], "nested values closed, not the object");
+        assert_eq!(
+            ready(&mut acc, false),
+            [],
+            "nested values closed, not the object"
+        );
         acc.apply(frag(Some(0), None, None, Some("}")));
         assert_eq!(
             ready(&mut acc, false),
@@ -426,7 +430,11 @@ mod tests {
         let mut acc = ToolCallAccumulator::default();
         acc.apply(frag(Some(0), Some("a"), Some("time"), None));
         acc.apply(frag(Some(1), Some("b"), Some("kb"), Some("{\"q\":")));
-        assert_eq!(ready(&mut acc, false), [], "interleaving providers may still fill call 0");
+        assert_eq!(
+            ready(&mut acc, false),
+            [],
+            "interleaving providers may still fill call 0"
+        );
         assert_eq!(
             ready(&mut acc, true),
             [(0, "{}".to_owned()), (1, "{\"q\":".to_owned())]
@@ -445,7 +453,7 @@ mod tests {
     #[test]
     fn legacy_function_call_fragments_form_one_call() {
         let mut acc = ToolCallAccumulator::default();
-        let fd = |name: Option<&str>, args: &str| FunctionDelta {
+        let fd = |name: Option<&'static str>, args: &'static str| FunctionDelta {
             name: name.map(Into::into),
             arguments: Some(args.into()),
         };

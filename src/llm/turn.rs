@@ -51,15 +51,15 @@ pub enum TurnError {
 
 /// What a `data:` payload holds.
 #[derive(Debug)]
-pub enum Payload {
-    /// A chunk to apply.
-    Chunk(Chunk),
+pub enum Payload<'a> {
+    /// A chunk to apply, borrowing the frame's text.
+    Chunk(Chunk<'a>),
     /// `[DONE]`: the turn is over.
     Done,
 }
 
 /// Parses one SSE frame of a chat-completion stream.
-pub fn parse_frame(event: &[u8], data: &[u8]) -> Result<Payload, TurnError> {
+pub fn parse_frame<'a>(event: &[u8], data: &'a [u8]) -> Result<Payload<'a>, TurnError> {
     if data == b"[DONE]" {
         return Ok(Payload::Done);
     }
@@ -88,7 +88,9 @@ pub struct TurnState {
 
 impl TurnState {
     /// Applies a chunk, appending what it adds to `out`.
-    pub fn apply(&mut self, chunk: Chunk, out: &mut Vec<TurnEvent>) -> Result<(), TurnError> {
+    ///
+    /// The common chunk, one content delta, costs one allocation: the event's text.
+    pub fn apply(&mut self, chunk: Chunk<'_>, out: &mut Vec<TurnEvent>) -> Result<(), TurnError> {
         if let Some(error) = chunk.error {
             return Err(TurnError::Provider(describe_error(&error)));
         }
@@ -96,15 +98,11 @@ impl TurnState {
             self.usage = Some(usage);
         }
         // Only choice 0 is followed: ragstream never asks for `n > 1`.
-        let Some(choice) = chunk
-            .choices
-            .into_iter()
-            .find(|c| c.index.unwrap_or(0) == 0)
-        else {
+        let Some(choice) = chunk.choice else {
             return Ok(());
         };
         if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
-            self.finish_reason = Some(reason);
+            self.finish_reason = Some(reason.into_owned());
         }
         let Some(delta) = choice.delta else {
             self.take_ready(out);
@@ -116,11 +114,11 @@ impl TurnState {
             .filter(|t| !t.is_empty())
         {
             self.reasoning.push_str(&text);
-            out.push(TurnEvent::Reasoning(text));
+            out.push(TurnEvent::Reasoning(text.into_owned()));
         }
         if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
             self.content.push_str(&text);
-            out.push(TurnEvent::Content(text));
+            out.push(TurnEvent::Content(text.into_owned()));
         }
         for call in delta.tool_calls.into_iter().flatten() {
             if let Some(started) = self.calls.apply(call) {
@@ -315,7 +313,10 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(ready, turn.tool_calls, "both calls start before the turn ends");
+        assert_eq!(
+            ready, turn.tool_calls,
+            "both calls start before the turn ends"
+        );
         let names: Vec<_> = turn.tool_calls.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["autism_expert", "autism_expert"]);
         assert_eq!(turn.tool_calls[1].id, "call_b");

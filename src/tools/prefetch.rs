@@ -173,10 +173,7 @@ impl Prefetch {
     /// The question's vector, as soon as it is known.
     async fn wait_for_vector(&self) -> Reuse {
         let mut stage = self.stage.clone();
-        let Ok(seen) = stage
-            .wait_for(|s| !matches!(s, Stage::Embedding))
-            .await
-        else {
+        let Ok(seen) = stage.wait_for(|s| !matches!(s, Stage::Embedding)).await else {
             return Reuse::Nothing;
         };
         match &*seen {
@@ -253,11 +250,11 @@ mod tests {
 
     #[test]
     fn punctuation_whitespace_and_case_do_not_change_the_question() {
-        assert_eq!(matched("孩子自伤怎么办？", " 孩子 自伤，怎么办"), Match::Same);
         assert_eq!(
-            matched("What is Autism?", "what is autism"),
+            matched("孩子自伤怎么办？", " 孩子 自伤，怎么办"),
             Match::Same
         );
+        assert_eq!(matched("What is Autism?", "what is autism"), Match::Same);
     }
 
     #[test]
@@ -266,7 +263,10 @@ mod tests {
             matched("我家孩子自伤怎么办", "孩子自伤怎么办"),
             Match::Close
         );
-        assert_eq!(matched("孩子自伤怎么办", "孩子晚上睡不着"), Match::Different);
+        assert_eq!(
+            matched("孩子自伤怎么办", "孩子晚上睡不着"),
+            Match::Different
+        );
     }
 
     #[test]

@@ -147,7 +147,10 @@ impl EmbedServer {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("{what}: the embeddings server saw {} requests, expected {count}", self.seen().len());
+        panic!(
+            "{what}: the embeddings server saw {} requests, expected {count}",
+            self.seen().len()
+        );
     }
 
     /// Waits until no request is in flight; false if one still is after 10 s.

@@ -51,6 +51,10 @@ pub enum TurnError {
 
 /// What a `data:` payload holds.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the chunk would allocate per chunk; a payload lives on the stack for one call"
+)]
 pub enum Payload<'a> {
     /// A chunk to apply, borrowing the frame's text.
     Chunk(Chunk<'a>),

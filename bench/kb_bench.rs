@@ -15,14 +15,15 @@
 //!
 //! Results go to stdout as Markdown rows for BENCHMARKS.md.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+#[path = "kb_gen.rs"]
+mod kb_gen;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
+use kb_gen::{Lcg, LocalEmbedder, fake_vector, generate, vocabulary};
 use ragstream::kb::config::{EmbeddingsConfig, KbConfig};
-use ragstream::kb::embed::{Embeddings, Failure, Provide, Purpose};
+use ragstream::kb::embed::Embeddings;
 use ragstream::kb::import::{Options, Silent};
 use ragstream::kb::{KnowledgeBaseAdmin, SearchParams, Store};
 use tokio_util::sync::CancellationToken;
@@ -57,106 +58,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-/// A small deterministic generator (no extra dependency, same text on every run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// Words of the sample knowledge base and the domain dictionary.
-fn vocabulary() -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb");
-    let text = std::fs::read_to_string(root.join("autism-qa.jsonl")).expect("sample base");
-    let segmenter = ragstream::kb::segment::Segmenter::new(None).expect("dictionary");
-    let mut words: Vec<String> = segmenter.words(&text);
-    words.retain(|w| w.chars().count() >= 2 && w.chars().all(|c| !c.is_ascii()));
-    words.sort();
-    words.dedup();
-    words
-}
-
-/// Writes the chunks as Markdown files, one `##` section per chunk.
-fn generate(dir: &Path, chunks: usize, words: &[String]) -> Vec<String> {
-    let mut rng = Lcg(42);
-    let files = 100;
-    let mut samples = Vec::new();
-    for f in 0..files {
-        let mut text = format!("# 生成文档 {f}\n\n");
-        for c in (f..chunks).step_by(files) {
-            let mut para = String::new();
-            let target = 150 + rng.below(100);
-            while para.chars().count() < target {
-                para.push_str(&words[rng.below(words.len())]);
-                para.push(if rng.below(8) == 0 { '。' } else { '，' });
-            }
-            if c % 997 == 0 {
-                samples.push(para.clone());
-            }
-            text.push_str(&format!("## 第{c}节\n\n{para}\n\n"));
-        }
-        std::fs::write(dir.join(format!("doc-{f:03}.md")), text).expect("write");
-    }
-    samples
-}
-
-/// An in-process embedder producing dense vectors like real embedding models do:
-/// the sum of a fixed pseudo-random dense vector per character bigram (a random
-/// projection of the bag of bigrams), so texts sharing words get similar vectors.
-#[derive(Debug)]
-struct LocalEmbedder {
-    dim: usize,
-}
-
-/// The dense random vector of one bigram (uniform in -1..1, seeded by the bigram).
-fn bigram_vector(a: char, b: char, dim: usize) -> Vec<f32> {
-    let mut rng = Lcg(((a as u64) << 32) ^ (b as u64) ^ 0x9e37_79b9_7f4a_7c15);
-    (0..dim)
-        .map(|_| rng.next() as f32 / (1u64 << 30) as f32 - 1.0)
-        .collect()
-}
-
-fn fake_vector(text: &str, dim: usize) -> Vec<f32> {
-    thread_local! {
-        static CACHE: std::cell::RefCell<HashMap<(char, char), Vec<f32>>> = RefCell::new(HashMap::new());
-    }
-    let chars: Vec<char> = text.chars().filter(|c| c.is_alphanumeric()).collect();
-    let mut v = vec![0.0f32; dim];
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        for pair in chars.windows(2) {
-            let basis = cache
-                .entry((pair[0], pair[1]))
-                .or_insert_with(|| bigram_vector(pair[0], pair[1], dim));
-            for (x, y) in v.iter_mut().zip(basis.iter()) {
-                *x += y;
-            }
-        }
-    });
-    v
-}
-
-#[async_trait]
-impl Provide for LocalEmbedder {
-    fn model(&self) -> &str {
-        "local-bigram-projection"
-    }
-
-    async fn embed_batch(&self, texts: &[String], _: Purpose) -> Result<Vec<Vec<f32>>, Failure> {
-        Ok(texts.iter().map(|t| fake_vector(t, self.dim)).collect())
-    }
 }
 
 /// Query strings: 2–4 vocabulary words, or a fragment of a generated chunk.

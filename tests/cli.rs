@@ -55,6 +55,27 @@ fn check_config_masks_the_key_and_shows_env_overrides() {
     );
 }
 
+/// Issue 16: prefetch is on by default and turned off by one variable; a wrong
+/// value names the right ones.
+#[test]
+fn prefetch_is_auto_by_default_and_off_by_environment() {
+    let (_, stdout, _) = run(ragstream().args(["check-config", "--no-probe"]));
+    assert!(stdout.contains("prefetch = \"auto\""), "{stdout}");
+    let (output, stdout, _) = run(ragstream()
+        .args(["check-config", "--no-probe"])
+        .env("RAGSTREAM_CHAT__PREFETCH", "off"));
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("prefetch = \"off\""), "{stdout}");
+    let (output, stdout, stderr) = run(ragstream()
+        .args(["check-config", "--no-probe"])
+        .env("RAGSTREAM_CHAT__PREFETCH", "sometimes"));
+    assert!(!output.status.success());
+    assert!(
+        format!("{stdout}{stderr}").contains("expected ``auto` or `off``"),
+        "{stdout}{stderr}"
+    );
+}
+
 #[test]
 fn check_config_says_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();

@@ -227,6 +227,10 @@ async fn metrics_start_at_zero_and_count_exactly_what_a_request_caused() {
         "ragstream_time_to_first_byte_seconds_count",
         "ragstream_stream_duration_seconds_count",
         "ragstream_kb_search_seconds_count",
+        "ragstream_prefetch_total{outcome=\"hit\"}",
+        "ragstream_prefetch_total{outcome=\"partial\"}",
+        "ragstream_prefetch_total{outcome=\"miss\"}",
+        "ragstream_prefetch_total{outcome=\"wasted\"}",
     ] {
         assert_eq!(metric(&before, series), 0.0, "{series} before any request");
     }
@@ -264,6 +268,10 @@ async fn metrics_start_at_zero_and_count_exactly_what_a_request_caused() {
         ("ragstream_time_to_first_byte_seconds_count", 1.0),
         ("ragstream_stream_duration_seconds_count", 1.0),
         ("ragstream_kb_search_seconds_count", 1.0),
+        // examples/autism.toml has no embeddings provider: `auto` prefetches nothing.
+        ("ragstream_prefetch_total{outcome=\"hit\"}", 0.0),
+        ("ragstream_prefetch_total{outcome=\"miss\"}", 0.0),
+        ("ragstream_prefetch_total{outcome=\"wasted\"}", 0.0),
     ] {
         assert_eq!(metric(&after, series), expected, "{series}");
     }

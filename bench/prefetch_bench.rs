@@ -8,9 +8,9 @@
 //!
 //! 1. Generates `--chunks` Markdown sections (as `kb_bench`) and imports them with the
 //!    in-process embedder into one store.
-//! 2. Starts, on a runtime of their own, a scripted model upstream and a scripted
-//!    embeddings API (`/v1/embeddings`, the same vectors as the import, after a set
-//!    delay), and two ragstream servers on that store (on a two-worker runtime):
+//! 2. Starts a scripted model upstream and a scripted embeddings API (`/v1/embeddings`,
+//!    the same vectors as the import, after a set delay), each on a thread and runtime
+//!    of its own, and two ragstream servers on that store (on a two-worker runtime):
 //!    `chat.prefetch = "auto"` and `"off"`.
 //! 3. For each query-embedding delay (50, 150 ms) and first-turn time (20, 300 ms), asks
 //!    `--requests` tool-path questions of each server, alternating. The model's tool call
@@ -23,7 +23,8 @@
 //!    request sent to first byte, connection reused.
 //!
 //! Everything repeats `--runs` times; the Markdown rows give min / median / max over the
-//! runs of each run's p50.
+//! runs of each run's p50. `PREFETCH_BENCH_STORE=DIR` keeps the imported store in `DIR`
+//! and reuses it on the next run (the import takes one to two minutes).
 
 #[path = "kb_gen.rs"]
 mod kb_gen;
@@ -181,8 +182,8 @@ async fn embeddings(State(fakes): State<Arc<Fakes>>, body: Bytes) -> Response {
     axum::Json(json!({"data": data, "model": MODEL})).into_response()
 }
 
-/// Serves the fakes on a thread and runtime of their own; returns their address.
-fn start_fakes(fakes: Arc<Fakes>) -> SocketAddr {
+/// Serves `router` on a thread and single-threaded runtime of its own; returns its address.
+fn serve_on_thread(router: Router) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -190,26 +191,34 @@ fn start_fakes(fakes: Arc<Fakes>) -> SocketAddr {
             .build()
             .expect("runtime");
         runtime.block_on(async move {
-            let app = Router::new()
-                .route("/v1/chat/completions", post(chat))
-                .route("/v1/embeddings", post(embeddings))
-                .with_state(fakes);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             // Without TCP_NODELAY a reply's later frames wait for a delayed ACK (~40 ms).
             let listener = listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(listener, router).await.unwrap();
         });
     });
-    rx.recv().expect("fakes started")
+    rx.recv().expect("server started")
+}
+
+/// Starts the model and the embeddings API, each on a thread of its own (they are
+/// different hosts in production); returns their addresses.
+fn start_fakes(fakes: Arc<Fakes>) -> (SocketAddr, SocketAddr) {
+    let model = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(Arc::clone(&fakes));
+    let embedder = Router::new()
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(fakes);
+    (serve_on_thread(model), serve_on_thread(embedder))
 }
 
 /// Starts a ragstream server over `data_dir` on `runtime`; returns its URL.
 fn start_ragstream(
     runtime: &tokio::runtime::Runtime,
-    fakes: SocketAddr,
+    (model, embedder): (SocketAddr, SocketAddr),
     data_dir: &std::path::Path,
     prefetch: PrefetchMode,
 ) -> String {
@@ -217,12 +226,12 @@ fn start_ragstream(
     let mut raw: RawConfig =
         toml::from_str(&std::fs::read_to_string(path).expect("example config")).expect("toml");
     raw.server.addr = "127.0.0.1:0".into();
-    raw.llm.base_url = Some(format!("http://{fakes}/v1"));
+    raw.llm.base_url = Some(format!("http://{model}/v1"));
     raw.llm.api_key = Some(ragstream::llm::Secret::new("bench"));
     raw.llm.model = "bench-model".into();
     raw.kb.data_dir = data_dir.to_path_buf();
     raw.kb.embeddings.provider = Provider::Openai;
-    raw.kb.embeddings.base_url = Some(format!("http://{fakes}/v1"));
+    raw.kb.embeddings.base_url = Some(format!("http://{embedder}/v1"));
     raw.kb.embeddings.api_key = Some("bench".into());
     raw.kb.embeddings.model = Some(MODEL.into());
     raw.chat.prefetch = prefetch;
@@ -305,9 +314,13 @@ fn main() {
     let work = tempfile::tempdir().expect("temp dir");
     let input: PathBuf = work.path().join("input");
     std::fs::create_dir_all(&input).expect("input dir");
-    let data_dir = work.path().join("store");
+    // PREFETCH_BENCH_STORE=DIR keeps the imported store there and reuses it next time.
+    let kept = std::env::var_os("PREFETCH_BENCH_STORE").map(PathBuf::from);
+    let data_dir = kept.clone().unwrap_or_else(|| work.path().join("store"));
     let started = Instant::now();
-    {
+    if kept.as_ref().is_some_and(|dir| dir.exists()) {
+        eprintln!("reusing the store in {}", data_dir.display());
+    } else {
         let words = vocabulary();
         generate(&input, args.chunks, &words);
         let runtime = tokio::runtime::Runtime::new().expect("runtime");

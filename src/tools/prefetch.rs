@@ -106,6 +106,9 @@ impl Prefetch {
         let question = question.trim().to_owned();
         let (tx, rx) = watch::channel(Stage::Embedding);
         let task = async move {
+            // Spawned from the request's task, this would run next on the same worker,
+            // before the model request it overlaps with is written: let that go first.
+            tokio::task::yield_now().await;
             let vector = kb.embed_query(&question).await;
             tx.send_replace(Stage::Embedded(vector.clone()));
             let hits = kb

@@ -42,7 +42,7 @@ fn kb_call(question: &str) -> Reply {
     Reply::tool_call("c1", "autism_expert", &[a, b])
 }
 
-/// The value of `series` in `/metrics`.
+/// The value of `series` in the server's `/metrics`.
 async fn metric(server: &Server, series: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", server.url))
         .await
@@ -50,12 +50,7 @@ async fn metric(server: &Server, series: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
+    support::metric(&text, series)
 }
 
 /// Asks `content` in a task of its own; the task ends with the response head.

@@ -50,7 +50,8 @@ impl Early {
         }
         let engine = Arc::clone(engine);
         let call = ready.call.clone();
-        let run = async move { engine.tools.run_with(call, prefetch.as_deref()).await };
+        // Counted only if used (`results`), so a discarded start is not counted twice.
+        let run = async move { engine.tools.execute(call, prefetch.as_deref()).await };
         self.started.push(Started {
             position: ready.position,
             call: ready.call,
@@ -80,6 +81,7 @@ impl Early {
                         Ok(mut result) => {
                             // The id may have arrived after the arguments closed.
                             result.call = call.clone();
+                            engine.tools.record(&result);
                             return result;
                         }
                         Err(err) => tracing::warn!(error = %err, "an early tool call failed; running it again"),

@@ -189,9 +189,27 @@ impl Registry {
 
     /// [`Registry::run`], reusing what `prefetch` found when the call allows.
     pub async fn run_with(&self, call: ToolCall, prefetch: Option<&Prefetch>) -> CallResult {
+        let result = self.execute(call, prefetch).await;
+        self.record(&result);
+        result
+    }
+
+    /// Runs one call without counting it: for calls started speculatively,
+    /// which are [recorded](Registry::record) only if their result is used.
+    pub async fn execute(&self, call: ToolCall, prefetch: Option<&Prefetch>) -> CallResult {
         let started = Instant::now();
         let output = self.dispatch(&call, prefetch).await;
-        let outcome = match &output {
+        CallResult {
+            call,
+            output,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Logs a failed call and counts the call in `ragstream_tool_calls_total`.
+    pub fn record(&self, result: &CallResult) {
+        let call = &result.call;
+        let outcome = match &result.output {
             Ok(_) => "ok",
             Err(err) => {
                 tracing::warn!(tool = %call.name, id = %call.id, error = %err, "tool call failed");
@@ -206,11 +224,6 @@ impl Registry {
         };
         metrics::counter!(crate::telemetry::TOOL_CALLS, "tool" => tool, "outcome" => outcome)
             .increment(1);
-        CallResult {
-            call,
-            output,
-            elapsed: started.elapsed(),
-        }
     }
 
     async fn dispatch(

@@ -89,7 +89,10 @@ async fn import_search_eval_stats_list_delete() {
     .await
     .unwrap();
     let last = out.lines().last().unwrap();
-    assert!(last.starts_with("questions: 51  recall@3: "), "{out}");
+    assert!(
+        last.starts_with("questions: 51 (51 in domain, 0 out of domain)  recall@1: "),
+        "{out}"
+    );
 
     let out = kb(&cfg, &["stats", "--data", data]).await.unwrap();
     assert!(

@@ -99,8 +99,10 @@ pub enum KbCommand {
     /// table (LangChain's layout), an HNSW index and ragstream's hash index. Never drops
     /// or rewrites anything; the embedded store needs no migration.
     Migrate,
-    /// Measure retrieval quality: recall@k and MRR over a JSONL file of
-    /// `{"question": …, "expected": [ids]}`.
+    /// Measure retrieval quality over a JSONL file of `{"question": …, "expected": [ids]}`
+    /// (`"expected": []` marks an out-of-domain question that must get no hit):
+    /// recall@1, recall@k, MRR, out-of-domain rejection, and what answers without a
+    /// model would have shown.
     Eval {
         #[command(flatten)]
         data: DataDir,
@@ -109,6 +111,9 @@ pub enum KbCommand {
         /// Cut-off rank
         #[arg(short, default_value_t = 3)]
         k: usize,
+        /// Minimum score, 0..1 [default: config `kb.search.min_score`]
+        #[arg(long)]
+        min_score: Option<f32>,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -267,26 +272,22 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
             }
             Ok(())
         }
-        KbCommand::Eval { file, k, json, .. } => {
+        KbCommand::Eval {
+            file,
+            k,
+            min_score,
+            json,
+            ..
+        } => {
             let cases = eval::load(&file)?;
-            let params: SearchParams = cfg.search_params();
+            let mut params: SearchParams = cfg.search_params();
+            params.min_score = min_score.unwrap_or(params.min_score);
             let report = eval::run(store.reader().as_ref(), &cases, k, &params).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
                 return Ok(());
             }
-            for miss in &report.misses {
-                writeln!(
-                    out,
-                    "miss: {}  expected {:?}, found {:?}",
-                    miss.question, miss.expected, miss.found
-                )?;
-            }
-            writeln!(
-                out,
-                "questions: {}  recall@{}: {:.3}  MRR@{}: {:.3}",
-                report.questions, report.k, report.recall_at_k, report.k, report.mrr
-            )?;
+            write_eval(out, &report, params.min_score)?;
             Ok(())
         }
     }
@@ -339,6 +340,53 @@ async fn migrate_cmd(cfg: &KbConfig, out: &mut dyn Write) -> anyhow::Result<()> 
     if !said {
         writeln!(out, "nothing to do: {table} has everything ragstream needs")?;
     }
+    Ok(())
+}
+
+/// The human-readable eval report: misses, then one summary block.
+fn write_eval(out: &mut dyn Write, report: &eval::Report, min_score: f32) -> anyhow::Result<()> {
+    for miss in &report.misses {
+        writeln!(
+            out,
+            "miss: {}  expected {:?}, found {:?}",
+            miss.question, miss.expected, miss.found
+        )?;
+    }
+    for hit in &report.false_hits {
+        let found: Vec<String> = hit
+            .found
+            .iter()
+            .map(|(id, score)| format!("{id} {score:.3}"))
+            .collect();
+        writeln!(
+            out,
+            "out-of-domain hit: {}  found [{}]",
+            hit.question,
+            found.join(", ")
+        )?;
+    }
+    let a = &report.answers;
+    writeln!(
+        out,
+        "answers without a model (min_score {min_score}): right {:.3}, suggestions with the right one {:.3}, \
+         suggestions without {:.3}, no match {:.3}, wrong {:.3}",
+        a.right, a.suggested_right, a.suggested_wrong, a.no_match, a.wrong
+    )?;
+    let rejection = report
+        .rejection
+        .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}"));
+    writeln!(
+        out,
+        "questions: {} ({} in domain, {} out of domain)  recall@1: {:.3}  recall@{}: {:.3}  MRR@{}: {:.3}  rejection: {rejection}",
+        report.questions,
+        report.in_domain,
+        report.out_of_domain,
+        report.recall_at_1,
+        report.k,
+        report.recall_at_k,
+        report.k,
+        report.mrr
+    )?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@
 //! [`cli`] holds the `kb` commands.
 
 pub mod admin;
+pub mod answer;
 pub mod chunk;
 pub mod cli;
 pub mod config;

@@ -27,6 +27,8 @@ pub struct KbConfig {
     pub search: SearchConfig,
     /// Extra jieba dictionary (`WORD [FREQ] [TAG]` per line), on top of the built-in one.
     pub user_dictionary: Option<PathBuf>,
+    /// Synonym groups for queries (equivalent terms separated by spaces, one group a line).
+    pub synonyms: Option<PathBuf>,
     /// Knowledge base imported by `serve` when the store is empty.
     pub sample: PathBuf,
 }
@@ -41,6 +43,7 @@ impl Default for KbConfig {
             chunk: ChunkConfig::default(),
             search: SearchConfig::default(),
             user_dictionary: None,
+            synonyms: None,
             sample: PathBuf::from("examples/kb/autism-qa.jsonl"),
         }
     }
@@ -56,6 +59,7 @@ impl fmt::Debug for KbConfig {
             .field("chunk", &self.chunk)
             .field("search", &self.search)
             .field("user_dictionary", &self.user_dictionary)
+            .field("synonyms", &self.synonyms)
             .field("sample", &self.sample)
             .finish()
     }
@@ -306,7 +310,7 @@ impl Default for SearchConfig {
     fn default() -> Self {
         Self {
             top_k: 3,
-            min_score: 0.15,
+            min_score: 0.08,
             max_context_chars: 4000,
             rrf_k: 60.0,
             candidates: 50,

@@ -24,9 +24,11 @@ pub mod error;
 pub mod eval;
 pub mod formats;
 pub mod import;
+pub mod score;
 pub mod seed;
 pub mod segment;
 pub mod store;
+pub mod synonyms;
 
 pub use admin::{KnowledgeBaseAdmin, Listed, Selection, Stats};
 pub use config::KbConfig;

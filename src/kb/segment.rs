@@ -17,6 +17,7 @@ use jieba_rs::{Jieba, TokenizeMode};
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 use super::Error;
+use super::synonyms::Synonyms;
 
 /// The dictionary compiled into the binary (`examples/kb/userdict.txt`).
 pub const BUILTIN_DICTIONARY: &str = include_str!("../../examples/kb/userdict.txt");
@@ -106,6 +107,58 @@ const STOP_WORDS: &[&str] = &[
     "my",
 ];
 
+/// Words dropped from queries only (not from the index): they say how a question is
+/// asked, not what about. Dropped unless nothing else is left.
+const FILLER: &[&str] = &[
+    "我家",
+    "我们",
+    "总是",
+    "老是",
+    "一直",
+    "经常",
+    "特别",
+    "非常",
+    "有点",
+    "到底",
+    "这种",
+    "这样",
+    "那样",
+    "咋办",
+    "咋",
+    "啥",
+    "怎么样",
+    "是不是",
+    "有没有",
+    "能不能",
+    "要不要",
+    "会不会",
+    "可不可以",
+    "一下",
+    "现在",
+    "请教",
+    "想问",
+    "问问",
+    "大家",
+    "办",
+    "好",
+    "please",
+    "can",
+    "should",
+];
+
+/// One word of a query with what may stand in for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryTerm {
+    /// The word, as the index has it.
+    pub word: String,
+    /// Equivalent words from the synonym groups.
+    pub synonyms: Vec<String>,
+    /// The word's character bigrams (none for one-character words).
+    pub bigrams: Vec<String>,
+    /// The word's Han characters.
+    pub unigrams: Vec<String>,
+}
+
 /// A shared jieba instance with the user dictionaries loaded.
 ///
 /// Cloning is cheap: the dictionary lives behind an [`Arc`], which matters because
@@ -121,6 +174,8 @@ pub struct Segmenter {
     jieba: Arc<OnceLock<Jieba>>,
     /// The user words, checked, waiting to be added on load.
     user_words: Arc<Vec<UserWord>>,
+    /// Synonym groups for query expansion.
+    synonyms: Arc<Synonyms>,
 }
 
 /// One `WORD [FREQ] [TAG]` line of a user dictionary.
@@ -144,6 +199,11 @@ impl Segmenter {
     /// Reads the built-in domain words and `extra`, if given; jieba's own
     /// dictionary is loaded on the first cut.
     pub fn new(extra: Option<&Path>) -> Result<Self, Error> {
+        Self::with_synonyms(extra, Synonyms::default())
+    }
+
+    /// [`Segmenter::new`] with synonym groups for queries; their terms are kept whole.
+    pub fn with_synonyms(extra: Option<&Path>, synonyms: Synonyms) -> Result<Self, Error> {
         let mut user_words = parse_words(BUILTIN_DICTIONARY, "built-in user dictionary")?;
         if let Some(path) = extra {
             let text = std::fs::read_to_string(path).map_err(|source| {
@@ -154,9 +214,19 @@ impl Segmenter {
             })?;
             user_words.extend(parse_words(&text, &path.display().to_string())?);
         }
+        for term in synonyms.terms() {
+            if term.chars().count() > 1 && !user_words.iter().any(|w| w.word == term) {
+                user_words.push(UserWord {
+                    word: term.to_owned(),
+                    freq: None,
+                    tag: None,
+                });
+            }
+        }
         Ok(Self {
             jieba: Arc::new(OnceLock::new()),
             user_words: Arc::new(user_words),
+            synonyms: Arc::new(synonyms),
         })
     }
 
@@ -196,10 +266,91 @@ impl Segmenter {
         terms
     }
 
+    /// The words of a query with their synonyms and characters: [`Segmenter::query_terms`]
+    /// without filler (请问, 我家, 怎么办, 总是 …), unless filler is all there is.
+    pub fn analyze(&self, query: &str) -> Vec<QueryTerm> {
+        let words = self.query_terms(query);
+        let content: Vec<&String> = words
+            .iter()
+            .filter(|w| !FILLER.contains(&w.as_str()))
+            .collect();
+        let kept: Vec<&String> = if content.is_empty() {
+            words.iter().collect()
+        } else {
+            content
+        };
+        kept.into_iter()
+            .map(|word| {
+                let chars: Vec<char> = word.chars().filter(|c| is_han(*c)).collect();
+                QueryTerm {
+                    synonyms: self
+                        .synonyms
+                        .of(word)
+                        .into_iter()
+                        .filter(|s| !words.iter().any(|w| w == s))
+                        .map(str::to_owned)
+                        .collect(),
+                    bigrams: chars.windows(2).map(|p| p.iter().collect()).collect(),
+                    unigrams: chars.iter().map(char::to_string).collect(),
+                    word: word.clone(),
+                }
+            })
+            .collect()
+    }
+
     /// A tantivy tokenizer that cuts exactly as [`Segmenter::words`] does.
     pub fn tokenizer(&self) -> JiebaTokenizer {
         JiebaTokenizer {
             segmenter: self.clone(),
+        }
+    }
+}
+
+/// Whether `c` is a CJK ideograph (the characters the character fields index).
+fn is_han(c: char) -> bool {
+    matches!(c, '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}')
+}
+
+/// A tantivy tokenizer emitting every Han character and every pair of adjacent Han
+/// characters, so that texts sharing characters but not words (撞墙, 撞头) still
+/// share evidence.
+#[derive(Clone, Debug, Default)]
+pub struct CharTokenizer;
+
+impl Tokenizer for CharTokenizer {
+    type TokenStream<'a> = WordStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordStream {
+        let mut tokens = Vec::new();
+        let mut previous: Option<(usize, char)> = None;
+        for (position, (offset, c)) in text.char_indices().enumerate() {
+            if !is_han(c) {
+                previous = None;
+                continue;
+            }
+            let end = offset + c.len_utf8();
+            tokens.push(Token {
+                offset_from: offset,
+                offset_to: end,
+                position,
+                text: c.to_string(),
+                position_length: 1,
+            });
+            if let Some((start, p)) = previous {
+                tokens.push(Token {
+                    offset_from: start,
+                    offset_to: end,
+                    position,
+                    text: [p, c].iter().collect(),
+                    position_length: 1,
+                });
+            }
+            previous = Some((offset, c));
+        }
+        WordStream {
+            tokens,
+            next: 0,
+            current: Token::default(),
         }
     }
 }
@@ -366,6 +517,50 @@ mod tests {
         std::fs::write(&bad, "好词\n坏词 many\n").unwrap();
         let err = Segmenter::new(Some(&bad)).unwrap_err().to_string();
         assert!(err.contains("bad.txt:2:"), "{err}");
+    }
+
+    #[test]
+    fn filler_leaves_queries_unless_nothing_else_is_left() {
+        let s = segmenter();
+        let words: Vec<String> = s
+            .analyze("请问我家娃总是撞头怎么办")
+            .into_iter()
+            .map(|t| t.word)
+            .collect();
+        assert!(
+            words.contains(&"撞头".to_owned()) || words.contains(&"撞".to_owned()),
+            "{words:?}"
+        );
+        assert!(
+            !words.iter().any(|w| w == "总是" || w == "我家"),
+            "{words:?}"
+        );
+        let only_filler: Vec<String> = s.analyze("总是这样").into_iter().map(|t| t.word).collect();
+        assert!(!only_filler.is_empty());
+    }
+
+    #[test]
+    fn query_terms_carry_synonyms_and_characters() {
+        let mut groups = Synonyms::default();
+        groups.add("撞头 撞墙\n", "t").unwrap();
+        let s = Segmenter::with_synonyms(None, groups).unwrap();
+        let terms = s.analyze("撞墙");
+        assert_eq!(terms.len(), 1, "{terms:?}");
+        assert_eq!(terms[0].word, "撞墙");
+        assert_eq!(terms[0].synonyms, ["撞头"]);
+        assert_eq!(terms[0].bigrams, ["撞墙"]);
+        assert_eq!(terms[0].unigrams, ["撞", "墙"]);
+    }
+
+    #[test]
+    fn the_char_tokenizer_emits_characters_and_pairs_within_han_runs() {
+        let mut t = CharTokenizer;
+        let mut stream = t.token_stream("撞头，ab咬手");
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        assert_eq!(out, ["撞", "头", "撞头", "咬", "手", "咬手"]);
     }
 
     #[test]

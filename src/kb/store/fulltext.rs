@@ -15,15 +15,29 @@ use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
+use tantivy::{
+    DocAddress, DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher,
+    TantivyDocument, Term, doc,
+};
 
 use crate::kb::Error;
-use crate::kb::segment::Segmenter;
+use crate::kb::score;
+use crate::kb::segment::{CharTokenizer, QueryTerm, Segmenter};
 
 /// Name the tokenizer is registered under.
 const TOKENIZER: &str = "jieba";
+/// Name the character tokenizer is registered under.
+const CHAR_TOKENIZER: &str = "han_chars";
 /// Weight of a match in the title (question or heading) on top of the match in the full text.
 const TITLE_BOOST: f32 = 1.5;
+/// Weight of a synonym of a query word, relative to the word itself.
+const SYNONYM_BOOST: f32 = 0.6;
+/// Weight of a character bigram of a query word.
+const BIGRAM_BOOST: f32 = 0.3;
+/// Weight of a single character of a query word.
+const UNIGRAM_BOOST: f32 = 0.1;
+/// In the final order, how much a hit's evidence keeps when its BM25 is far below the best.
+const RANK_FLOOR: f32 = 0.25;
 /// Indexing memory budget per writer (tantivy needs at least 15 MB per thread).
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 
@@ -41,6 +55,8 @@ struct Fields {
     title: Field,
     /// Title and body together.
     text: Field,
+    /// Title and body as Han characters and character bigrams.
+    chars: Field,
 }
 
 /// A document as the index needs it.
@@ -59,9 +75,9 @@ pub struct Entry {
 pub struct Match {
     /// SQLite rowid.
     pub rowid: i64,
-    /// BM25 divided by the sum of the IDFs of all query words, capped at 1: about 1 when
-    /// every query word occurs once in a text of average length, lower for each word
-    /// missing (rare words weigh more; words the base never saw weigh the most).
+    /// The evidence (0..=1, [`crate::kb::score::evidence`]): the IDF-weighted share of
+    /// the query's words the document contains, synonyms and shared characters earning
+    /// part credit.
     pub score: f32,
 }
 
@@ -101,6 +117,14 @@ impl FullText {
         );
         let title = builder.add_text_field("title", text_options.clone());
         let text = builder.add_text_field("text", text_options);
+        let chars = builder.add_text_field(
+            "chars",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(CHAR_TOKENIZER)
+                    .set_index_option(IndexRecordOption::WithFreqs),
+            ),
+        );
         let schema = builder.build();
 
         let directory = MmapDirectory::open(dir).map_err(ft)?;
@@ -113,6 +137,7 @@ impl FullText {
         index
             .tokenizers()
             .register(TOKENIZER, segmenter.tokenizer());
+        index.tokenizers().register(CHAR_TOKENIZER, CharTokenizer);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
@@ -121,7 +146,12 @@ impl FullText {
         Ok(Self {
             index,
             reader,
-            fields: Fields { rowid, title, text },
+            fields: Fields {
+                rowid,
+                title,
+                text,
+                chars,
+            },
             segmenter,
         })
     }
@@ -195,11 +225,13 @@ impl FullText {
     /// Adds one entry.
     fn add(&self, writer: &IndexWriter<TantivyDocument>, entry: &Entry) -> Result<(), Error> {
         let f = self.fields;
+        let full = format!("{}\n{}", entry.title, entry.body);
         writer
             .add_document(doc!(
                 f.rowid => entry.rowid as u64,
                 f.title => entry.title.as_str(),
-                f.text => format!("{}\n{}", entry.title, entry.body),
+                f.chars => full.as_str(),
+                f.text => full,
             ))
             .map_err(ft)?;
         Ok(())
@@ -218,9 +250,11 @@ impl FullText {
         self.reader.reload().map_err(ft)
     }
 
-    /// The best `limit` matches of `query`, best first.
+    /// The best `limit` matches of `query`, best first, ranked by BM25 over the query's
+    /// words (title matches weigh more), their synonyms and, weighted least, their
+    /// characters; each scored by its evidence ([`crate::kb::score`]).
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Match>, Error> {
-        let terms = self.segmenter.query_terms(query);
+        let terms = self.segmenter.analyze(query);
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -230,57 +264,150 @@ impl FullText {
             .iter()
             .map(|s| u64::from(s.max_doc()))
             .sum();
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let mut idf_sum = 0.0f32;
-        for word in &terms {
-            let text_term = Term::from_field_text(self.fields.text, word);
-            let doc_freq = searcher.doc_freq(&text_term).map_err(ft)?;
-            // A word the base has never seen still counts in the denominator: a hit
-            // that matches only the common words of a question is a weak hit.
-            idf_sum += idf(doc_freq, total);
-            if doc_freq == 0 {
-                continue;
+        let f = self.fields;
+        let mut clauses = Clauses::default();
+        let mut idfs = Vec::with_capacity(terms.len());
+        for term in &terms {
+            let doc_freq = searcher
+                .doc_freq(&Term::from_field_text(f.text, &term.word))
+                .map_err(ft)?;
+            // A word the base has never seen still weighs: a hit that matches only the
+            // common words of a question is a weak hit.
+            idfs.push(score::idf(doc_freq, total));
+            clauses.add(f.text, &term.word, 1.0);
+            clauses.add(f.title, &term.word, TITLE_BOOST);
+            for synonym in &term.synonyms {
+                clauses.add(f.text, synonym, SYNONYM_BOOST);
+                clauses.add(f.title, synonym, SYNONYM_BOOST * TITLE_BOOST);
             }
-            let title_term = Term::from_field_text(self.fields.title, word);
-            clauses.push((
-                Occur::Should,
-                Box::new(TermQuery::new(text_term, IndexRecordOption::WithFreqs)),
-            ));
-            clauses.push((
-                Occur::Should,
-                Box::new(BoostQuery::new(
-                    Box::new(TermQuery::new(title_term, IndexRecordOption::WithFreqs)),
-                    TITLE_BOOST,
-                )),
-            ));
+            for bigram in &term.bigrams {
+                clauses.add(f.chars, bigram, BIGRAM_BOOST);
+            }
+            for unigram in &term.unigrams {
+                clauses.add(f.chars, unigram, UNIGRAM_BOOST);
+            }
         }
-        if clauses.is_empty() {
-            return Ok(Vec::new());
-        }
-        let query = BooleanQuery::new(clauses);
+        let query = BooleanQuery::new(clauses.clauses);
         let top = searcher
             .search(&query, &TopDocs::with_limit(limit).order_by_score())
             .map_err(ft)?;
+        let addresses: Vec<DocAddress> = top.iter().map(|(_, a)| *a).collect();
+        let credits = self.credits(&searcher, &terms, &addresses)?;
+        let best = top.first().map_or(0.0, |(bm25, _)| *bm25);
         let mut matches = Vec::with_capacity(top.len());
-        for (score, address) in top {
+        let mut keys = Vec::with_capacity(top.len());
+        for ((bm25, address), credit) in top.into_iter().zip(credits) {
             let column = searcher
                 .segment_reader(address.segment_ord)
                 .fast_fields()
                 .u64("rowid")
                 .map_err(ft)?;
             if let Some(rowid) = column.first(address.doc_id) {
+                let evidence = score::evidence(idfs.iter().copied().zip(credit));
+                keys.push(evidence * (RANK_FLOOR + (1.0 - RANK_FLOOR) * bm25 / best));
                 matches.push(Match {
                     rowid: rowid as i64,
-                    score: (score / idf_sum).min(1.0),
+                    score: evidence,
                 });
             }
         }
-        Ok(matches)
+        // Ordered by evidence weighted by BM25 (term frequency and length), so that the
+        // order and the scores agree.
+        let mut order: Vec<usize> = (0..matches.len()).collect();
+        order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]));
+        Ok(order.into_iter().map(|i| matches[i]).collect())
+    }
+
+    /// For each hit, the credit it earns for each query term: the word, else a
+    /// synonym, else the share of the word's bigrams it contains.
+    fn credits(
+        &self,
+        searcher: &Searcher,
+        terms: &[QueryTerm],
+        hits: &[DocAddress],
+    ) -> Result<Vec<Vec<f32>>, Error> {
+        let f = self.fields;
+        let has = |field: Field, word: &str| -> Result<Vec<bool>, Error> {
+            contains(searcher, &Term::from_field_text(field, word), hits)
+        };
+        let mut out = vec![vec![0.0f32; terms.len()]; hits.len()];
+        for (t, term) in terms.iter().enumerate() {
+            let exact = has(f.text, &term.word)?;
+            let mut synonym = vec![false; hits.len()];
+            for s in &term.synonyms {
+                for (i, found) in has(f.text, s)?.into_iter().enumerate() {
+                    synonym[i] |= found;
+                }
+            }
+            let mut bigrams = vec![0usize; hits.len()];
+            for b in &term.bigrams {
+                for (i, found) in has(f.chars, b)?.into_iter().enumerate() {
+                    bigrams[i] += usize::from(found);
+                }
+            }
+            for (i, credit) in out.iter_mut().enumerate() {
+                credit[t] = if exact[i] {
+                    score::EXACT
+                } else if synonym[i] {
+                    score::SYNONYM
+                } else {
+                    score::chars_credit(term.bigrams.len(), bigrams[i])
+                };
+            }
+        }
+        Ok(out)
     }
 }
 
-/// tantivy's BM25 IDF: `ln(1 + (N - n + 0.5) / (n + 0.5))`.
-fn idf(doc_freq: u64, total: u64) -> f32 {
-    let doc_freq = doc_freq.min(total) as f32;
-    (1.0 + ((total as f32 - doc_freq) + 0.5) / (doc_freq + 0.5)).ln()
+/// The should-clauses of a query, each term once.
+#[derive(Default)]
+struct Clauses {
+    /// The clauses so far.
+    clauses: Vec<(Occur, Box<dyn Query>)>,
+    /// Their terms, to skip repeats.
+    seen: Vec<Term>,
+}
+
+impl Clauses {
+    /// Adds `word` in `field` with weight `boost`, unless it is there already.
+    fn add(&mut self, field: Field, word: &str, boost: f32) {
+        let term = Term::from_field_text(field, word);
+        if self.seen.contains(&term) {
+            return;
+        }
+        self.seen.push(term.clone());
+        let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
+        self.clauses.push((
+            Occur::Should,
+            Box::new(BoostQuery::new(Box::new(query), boost)),
+        ));
+    }
+}
+
+/// Whether each document in `docs` contains `term`, read from the postings.
+fn contains(searcher: &Searcher, term: &Term, docs: &[DocAddress]) -> Result<Vec<bool>, Error> {
+    let mut out = vec![false; docs.len()];
+    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let mut wanted: Vec<(DocId, usize)> = docs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.segment_ord as usize == ord)
+            .map(|(i, a)| (a.doc_id, i))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        wanted.sort_unstable();
+        let index = segment.inverted_index(term.field()).map_err(ft)?;
+        let Some(mut postings) = index
+            .read_postings(term, IndexRecordOption::Basic)
+            .map_err(ft)?
+        else {
+            continue;
+        };
+        for (doc, i) in wanted {
+            out[i] = postings.doc() == doc || (postings.doc() < doc && postings.seek(doc) == doc);
+        }
+    }
+    Ok(out)
 }

@@ -33,6 +33,7 @@ use super::config::KbConfig;
 use super::embed::Embeddings;
 use super::import::{Options, Progress, Report};
 use super::segment::Segmenter;
+use super::synonyms::Synonyms;
 use super::{
     DetailedHit, Error, KnowledgeBase, KnowledgeBaseAdmin, Listed, SearchParams, Selection, Stats,
 };
@@ -117,7 +118,8 @@ impl Store {
         let fulltext_dir = data_dir.join(FULLTEXT_DIR);
         // Looked at before `connect`, which would create an empty database.
         let db_size = std::fs::metadata(&db_path).ok().map(|m| m.len());
-        let segmenter = Segmenter::new(cfg.user_dictionary.as_deref())?;
+        let synonyms = Synonyms::load(cfg.synonyms.as_deref())?;
+        let segmenter = Segmenter::with_synonyms(cfg.user_dictionary.as_deref(), synonyms)?;
         let opened = FullText::open(&fulltext_dir, segmenter.clone());
         let indexed = opened
             .as_ref()

@@ -4,19 +4,19 @@
 //! value is `Σ 1 / (rrf_k + rank)` over the rankings it appears in (rank from 1).
 //! With provider `none` there is one ranking, so the order is plain BM25.
 //!
-//! Score (what `min_score` compares against, 0..=1):
-//! - full-text score: BM25 divided by the sum of the IDFs of the query's words that
-//!   the base knows, capped at 1 — about the IDF-weighted share of the query found in
-//!   the hit (1 when every known word occurs in a text of average length);
-//! - vector score: cosine similarity of the query and hit vectors (negative is 0);
-//! - `Hit.score` is the full-text score alone, or in hybrid mode the larger of the two.
+//! Score (what `min_score` compares against, 0..=1, see [`crate::kb::score`]):
+//! - full-text evidence: the IDF-weighted share of the query's words the hit contains
+//!   (synonyms and shared character bigrams earn part credit);
+//! - vector evidence: cosine similarity of the query and hit vectors (negative is 0);
+//! - `Hit.score` is the evidence (full text alone, or in hybrid mode the larger of the
+//!   two) times the hit's fused value relative to the best hit's.
 
 use super::Store;
 use super::db::{self, Row};
 use super::vectors::VectorIndex;
-use crate::kb::StoreError;
 use crate::kb::document::Kind;
 use crate::kb::{DetailedHit, Error, Hit, SearchParams};
+use crate::kb::{StoreError, score};
 
 /// One fused candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,11 +34,16 @@ struct Candidate {
 }
 
 impl Candidate {
-    /// The score `min_score` compares against.
-    fn score(&self) -> f32 {
+    /// The evidence for the hit: the better of full text and vector.
+    fn evidence(&self) -> f32 {
         let text = self.fulltext.map_or(0.0, |(_, s)| s);
         let vector = self.vector_score.unwrap_or(0.0).max(0.0);
         text.max(vector)
+    }
+
+    /// The score `min_score` compares against, given the best fused value.
+    fn score(&self, best_rrf: f32) -> f32 {
+        score::combine(self.evidence(), self.rrf, best_rrf)
     }
 }
 
@@ -121,7 +126,8 @@ impl Store {
                 }
             }
         }
-        candidates.retain(|c| c.score() >= params.min_score);
+        let best_rrf = candidates.first().map_or(0.0, |c| c.rrf);
+        candidates.retain(|c| c.score(best_rrf) >= params.min_score);
         candidates.truncate(params.top_k);
 
         let rowids: Vec<i64> = candidates.iter().map(|c| c.rowid).collect();
@@ -131,7 +137,7 @@ impl Store {
             .iter()
             .filter_map(|c| rows.iter().find(|r| r.rowid == c.rowid).map(|r| (c, r)))
         {
-            hits.push(detailed(candidate, row.clone(), hits.len() + 1));
+            hits.push(detailed(candidate, row.clone(), hits.len() + 1, best_rrf));
         }
         Ok(hits)
     }
@@ -172,7 +178,7 @@ fn fuse(text: &[super::fulltext::Match], near: &[super::vectors::Match], k: f32)
 }
 
 /// Turns a candidate and its row into a hit.
-fn detailed(c: &Candidate, row: Row, rank: usize) -> DetailedHit {
+fn detailed(c: &Candidate, row: Row, rank: usize, best_rrf: f32) -> DetailedHit {
     let doc = row.doc;
     let (answer, text) = match doc.kind {
         Kind::Qa => (Some(doc.body), String::new()),
@@ -185,7 +191,7 @@ fn detailed(c: &Candidate, row: Row, rank: usize) -> DetailedHit {
             answer,
             text,
             source: doc.source,
-            score: c.score(),
+            score: c.score(best_rrf),
         },
         rank,
         fulltext_rank: c.fulltext.map(|(r, _)| r),
@@ -221,9 +227,14 @@ mod tests {
     }
 
     #[test]
-    fn the_score_is_the_better_of_text_and_vector_evidence() {
-        let fused = fuse(&[ft(1, 0.3)], &[vm(1, 0.8), vm(2, -0.2)], 60.0);
-        assert!((fused[0].score() - 0.8).abs() < 1e-6);
-        assert_eq!(fused[1].score(), 0.0);
+    fn the_score_is_the_better_evidence_scaled_by_the_fused_rank() {
+        let fused = fuse(&[ft(1, 0.3), ft(2, 0.9)], &[vm(1, 0.8), vm(3, -0.2)], 60.0);
+        let best = fused[0].rrf;
+        assert_eq!(fused[0].rowid, 1);
+        assert!((fused[0].score(best) - 0.8).abs() < 1e-6);
+        // Row 2: evidence 0.9, but second in one ranking only.
+        let second = fused[1].score(best);
+        assert!(second < 0.9 * 0.6 && second > 0.0, "{second}");
+        assert_eq!(fused[2].score(best), 0.0);
     }
 }

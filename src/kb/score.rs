@@ -1,0 +1,102 @@
+//! Relevance scores in [0, 1] with one meaning for every store.
+//!
+//! A score answers "how much of what the question asks does this hit contain?":
+//!
+//! - each query term weighs its IDF, `ln(1 + (N − n + 0.5) / (n + 0.5))` over the
+//!   store's N documents, n of which contain it; a term no document contains weighs
+//!   the most, so a hit that matches only the common words of a question scores low;
+//! - a hit earns, per term, a credit: [`EXACT`] when it contains the word,
+//!   [`SYNONYM`] when it contains only a synonym, and [`CHARS`] × the share of the
+//!   word's character bigrams it contains otherwise;
+//! - the **evidence** is the IDF-weighted mean credit (1 only when every term occurs);
+//! - the **score** is the evidence times the hit's fused rank value relative to the
+//!   best hit's ([`combine`]): hits further down get less, so different hits get
+//!   different scores.
+//!
+//! Any store computes the same numbers from document frequencies and term presence,
+//! so `min_score` means the same thing whichever store is configured.
+
+/// Credit for a term the hit contains as a word.
+pub const EXACT: f32 = 1.0;
+/// Credit for a term of which the hit contains only a synonym.
+pub const SYNONYM: f32 = 0.8;
+/// Credit for a term whose every character bigram the hit contains (scaled by the share).
+pub const CHARS: f32 = 0.5;
+
+/// BM25's IDF of a term found in `doc_freq` of `total` documents.
+pub fn idf(doc_freq: u64, total: u64) -> f32 {
+    let doc_freq = doc_freq.min(total) as f32;
+    (1.0 + ((total as f32 - doc_freq) + 0.5) / (doc_freq + 0.5)).ln()
+}
+
+/// The IDF-weighted mean of the credits, in [0, 1]: `Σ idf·credit / Σ idf`.
+/// `terms` pairs each query term's IDF with the hit's credit for it.
+pub fn evidence(terms: impl IntoIterator<Item = (f32, f32)>) -> f32 {
+    let (mut earned, mut total) = (0.0f32, 0.0f32);
+    for (idf, credit) in terms {
+        let idf = idf.max(0.0);
+        earned += idf * credit.clamp(0.0, 1.0);
+        total += idf;
+    }
+    if total > 0.0 {
+        (earned / total).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// The credit of a term that is not in the hit as a word, from its character
+/// bigrams: `CHARS` × the share of them the hit contains (0 for one-character terms).
+pub fn chars_credit(bigrams: usize, found: usize) -> f32 {
+    if bigrams == 0 {
+        return 0.0;
+    }
+    CHARS * found.min(bigrams) as f32 / bigrams as f32
+}
+
+/// The score of a hit: its evidence, scaled by its fused rank value relative to the
+/// best hit's (`rrf / best_rrf`, 1 for the best hit).
+pub fn combine(evidence: f32, rrf: f32, best_rrf: f32) -> f32 {
+    let rank = if best_rrf > 0.0 {
+        (rrf / best_rrf).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    (evidence * rank).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unseen_terms_weigh_the_most() {
+        assert!(idf(0, 47) > idf(1, 47));
+        assert!(idf(1, 47) > idf(40, 47));
+        assert!(idf(47, 47) > 0.0);
+    }
+
+    #[test]
+    fn a_hit_with_only_the_common_words_scores_low() {
+        // 孩子 in 40 of 47 documents, 咳嗽 in none: the hit has 孩子 only.
+        let e = evidence([(idf(40, 47), EXACT), (idf(0, 47), 0.0)]);
+        assert!(e < 0.1, "{e}");
+        let all = evidence([(idf(40, 47), EXACT), (idf(3, 47), EXACT)]);
+        assert_eq!(all, 1.0);
+        let synonym = evidence([(idf(40, 47), EXACT), (idf(3, 47), SYNONYM)]);
+        assert!(synonym < all && synonym > 0.7, "{synonym}");
+    }
+
+    #[test]
+    fn lower_ranks_score_lower_and_nothing_leaves_0_to_1() {
+        let best = combine(0.9, 1.0 / 61.0, 1.0 / 61.0);
+        let second = combine(0.9, 1.0 / 62.0, 1.0 / 61.0);
+        assert!((best - 0.9).abs() < 1e-6);
+        assert!(second < best && second > 0.85, "{second}");
+        assert_eq!(evidence([]), 0.0);
+        assert_eq!(evidence([(f32::NAN.max(0.0), 1.0)]), 0.0);
+        assert_eq!(combine(1.0, 2.0, 1.0), 1.0);
+        assert_eq!(chars_credit(2, 1), CHARS / 2.0);
+        assert_eq!(chars_credit(0, 0), 0.0);
+    }
+}

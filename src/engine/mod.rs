@@ -19,6 +19,7 @@ pub use event::{Event, Source, Stage};
 pub use settings::{AnswerMode, PrefetchMode, Settings};
 
 use crate::error::Code;
+use crate::kb::answer::{Choice, choose};
 use crate::kb::{KnowledgeBase, SearchParams};
 use crate::llm::{
     self, Message, Request, Role, ToolCall, ToolChoice, ToolSpec, Tools, Turn, TurnEvent, Usage,
@@ -215,7 +216,8 @@ impl Engine {
         }
     }
 
-    /// Answers from the knowledge base alone: the best match, clearly labelled.
+    /// Answers from the knowledge base alone, clearly labelled: the best match when it
+    /// stands out, else the closest questions ("did you mean"), else the no-match message.
     async fn retrieval_only(&self, conversation: &[Message]) -> Vec<Event> {
         let question = last_user_text(conversation).unwrap_or_default();
         let Some(kb) = &self.kb else {
@@ -240,10 +242,36 @@ impl Engine {
                 return events;
             }
         };
-        let Some(best) = hits.first() else {
-            events.push(Event::Delta(self.chat.no_match_message.clone()));
-            events.push(done("no_match", None, 0));
-            return events;
+        let body = match choose(&hits) {
+            Choice::NoMatch => {
+                events.push(Event::Delta(self.chat.no_match_message.clone()));
+                events.push(done("no_match", None, 0));
+                return events;
+            }
+            Choice::Answer(best) => format!(
+                "{}\n\n{}",
+                self.chat.retrieval_only_label,
+                best.answer.as_deref().unwrap_or(&best.text)
+            ),
+            Choice::Suggest(closest) => {
+                let mut body = format!(
+                    "{}\n\n{}",
+                    self.chat.retrieval_only_label, self.chat.did_you_mean_message
+                );
+                for (i, hit) in closest.iter().enumerate() {
+                    body.push_str(&format!("\n{}. {}", i + 1, hit.title));
+                }
+                events.push(Event::Sources(
+                    closest
+                        .iter()
+                        .enumerate()
+                        .map(|(i, hit)| Source::from_hit(i + 1, hit))
+                        .collect(),
+                ));
+                events.push(Event::Delta(body));
+                events.push(done("did_you_mean", None, 0));
+                return events;
+            }
         };
         events.push(Event::Sources(
             hits.iter()
@@ -251,11 +279,7 @@ impl Engine {
                 .map(|(i, hit)| Source::from_hit(i + 1, hit))
                 .collect(),
         ));
-        let body = best.answer.as_deref().unwrap_or(&best.text);
-        events.push(Event::Delta(format!(
-            "{}\n\n{body}",
-            self.chat.retrieval_only_label
-        )));
+        events.push(Event::Delta(body));
         events.push(done("retrieval_only", None, 0));
         events
     }

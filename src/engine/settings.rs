@@ -42,6 +42,9 @@ pub struct Settings {
     /// Character-bigram similarity (0–1) from which the model's query reuses
     /// the prefetched question's vector.
     pub prefetch_similarity: f32,
+    /// Heading of the closest questions, offered without a model when no hit is
+    /// clearly the answer (`kb::answer::choose`).
+    pub did_you_mean_message: String,
 }
 
 impl Default for Settings {
@@ -59,6 +62,8 @@ impl Default for Settings {
             no_match_message: "Nothing relevant was found in the knowledge base.".into(),
             prefetch: PrefetchMode::Auto,
             prefetch_similarity: 0.6,
+            did_you_mean_message:
+                "No single answer stands out. Did you mean one of these questions?".into(),
         }
     }
 }

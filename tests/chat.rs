@@ -447,6 +447,37 @@ async fn without_a_model_the_knowledge_base_answers_clearly_labelled() {
 }
 
 #[tokio::test]
+async fn without_a_model_close_hits_are_offered_as_questions_not_answered() {
+    let mut raw = config("http://unused");
+    raw.llm.base_url = None;
+    raw.llm.api_key = None;
+    let server = start(raw).await;
+
+    // Every stored question is about 孩子 and nothing else of this one: no hit stands out.
+    let events = chat(&server, json!({"content": "我家孩子怎么办"})).await;
+
+    assert_eq!(names(&events), ["status", "sources", "delta", "done"]);
+    assert_eq!(last(&events).data["finish_reason"], "did_you_mean");
+    let text = answer(&events);
+    assert!(
+        text.contains("Did you mean one of these questions?"),
+        "{text}"
+    );
+    for question in [
+        "自闭症孩子自伤怎么办？",
+        "孩子语言发育迟缓怎么办？",
+        "孩子有刻板行为怎么办？",
+    ] {
+        assert!(text.contains(question), "{text}");
+    }
+    assert!(
+        !text.contains("刻板行为常有自我调节的作用"),
+        "no answer is given: {text}"
+    );
+    assert_eq!(events[1].data["sources"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
 async fn the_classic_endpoint_streams_the_answer_text_alone() {
     let upstream = Upstream::start(vec![
         Reply::tool_call("c1", "autism_expert", &["{\"question\":\"自伤\"}"]),

@@ -57,8 +57,63 @@ async fn full_text_alone_reaches_recall_at_3_of_0_9_on_the_sample_eval() {
     let report = eval::run(&store, &cases, 3, &cfg.search_params())
         .await
         .unwrap();
-    assert!(report.recall_at_k >= 0.9, "{report:#?}");
-    assert!(report.mrr >= 0.8, "{report:#?}");
+    assert!(report.recall_at_k >= 0.98, "{report:#?}");
+    assert!(report.mrr >= 0.9, "{report:#?}");
+    assert!(report.rejection.unwrap() >= 0.5, "{report:#?}");
+}
+
+#[tokio::test]
+async fn scores_separate_and_differ_and_questions_from_elsewhere_get_no_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let store = open(&cfg).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    for question in ["孩子总是咳嗽", "孩子总是咳嗽怎么办", "宝宝长痱子怎么办"]
+    {
+        let hits = store.search(question, &cfg.search_params()).await.unwrap();
+        assert!(hits.is_empty(), "{question}: {hits:?}");
+    }
+    let hits = store
+        .search("自闭症孩子自伤怎么办", &params(5))
+        .await
+        .unwrap();
+    let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)), "{scores:?}");
+    assert!(scores.windows(2).all(|w| w[0] != w[1]), "{scores:?}");
+    assert!(
+        scores.iter().filter(|s| **s >= 1.0).count() <= 1,
+        "{scores:?}"
+    );
+    assert!(
+        ids(&hits[..3]).contains(&"self-injury".to_owned()),
+        "{hits:?}"
+    );
+    // Paraphrase through shared characters: 撞墙 is not a word of the stored question.
+    let hits = store
+        .search("孩子一生气就撞墙", &cfg.search_params())
+        .await
+        .unwrap();
+    assert!(ids(&hits).contains(&"self-injury".to_owned()), "{hits:?}");
+}
+
+#[tokio::test]
+async fn the_unseen_eval_set_does_not_fall_below_the_recorded_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let store = open(&cfg).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    let path = sample_eval().with_file_name("autism-eval-unseen.jsonl");
+    let cases = eval::load(&path).unwrap();
+    assert!(cases.iter().filter(|c| c.expected.is_empty()).count() >= 20);
+    assert!(cases.iter().filter(|c| !c.expected.is_empty()).count() >= 60);
+    let report = eval::run(&store, &cases, 3, &cfg.search_params())
+        .await
+        .unwrap();
+    // docs/knowledge-base.md records these figures; before this ranking they were
+    // recall@3 0.698, rejection 0.192, wrong answers 0.571.
+    assert!(report.recall_at_k >= 0.75, "{report:#?}");
+    assert!(report.rejection.unwrap() >= 0.4, "{report:#?}");
+    assert!(report.answers.wrong <= 0.12, "{report:#?}");
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! - each query term weighs its IDF, `ln(1 + (N − n + 0.5) / (n + 0.5))` over the
 //!   store's N documents, n of which contain it; a term no document contains weighs
 //!   the most, so a hit that matches only the common words of a question scores low;
-//! - a hit earns, per term, a credit: [`EXACT`] when it contains the word,
+//! - a hit earns, per term, a credit: [`EXACT`] when its title (the stored question
+//!   or heading) contains the word, [`BODY`] when only its answer or text does,
 //!   [`SYNONYM`] when it contains only a synonym, and [`CHARS`] × the share of the
 //!   word's character bigrams it contains otherwise;
 //! - the **evidence** is the IDF-weighted mean credit (1 only when every term occurs);
@@ -18,8 +19,11 @@
 
 /// Credit for a term the hit contains as a word.
 pub const EXACT: f32 = 1.0;
+/// Credit for a term the hit contains as a word in its body only: a stored question
+/// that asks about the word is better evidence than an answer that mentions it.
+pub const BODY: f32 = 0.75;
 /// Credit for a term of which the hit contains only a synonym.
-pub const SYNONYM: f32 = 0.8;
+pub const SYNONYM: f32 = 0.6;
 /// Credit for a term whose every character bigram the hit contains (scaled by the share).
 pub const CHARS: f32 = 0.5;
 

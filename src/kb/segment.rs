@@ -279,6 +279,17 @@ impl Segmenter {
         } else {
             content
         };
+        // Search mode also yields the dictionary words inside a long word (自闭 in
+        // 自闭症); as query terms they would count the same evidence twice.
+        let kept: Vec<&String> = kept
+            .iter()
+            .filter(|w| {
+                !kept
+                    .iter()
+                    .any(|o| o.len() > w.len() && o.contains(w.as_str()))
+            })
+            .copied()
+            .collect();
         kept.into_iter()
             .map(|word| {
                 let chars: Vec<char> = word.chars().filter(|c| is_han(*c)).collect();

@@ -318,8 +318,8 @@ impl FullText {
         Ok(order.into_iter().map(|i| matches[i]).collect())
     }
 
-    /// For each hit, the credit it earns for each query term: the word, else a
-    /// synonym, else the share of the word's bigrams it contains.
+    /// For each hit, the credit it earns for each query term: the word in the title,
+    /// else in the body, else a synonym, else the share of the word's bigrams it contains.
     fn credits(
         &self,
         searcher: &Searcher,
@@ -333,6 +333,7 @@ impl FullText {
         let mut out = vec![vec![0.0f32; terms.len()]; hits.len()];
         for (t, term) in terms.iter().enumerate() {
             let exact = has(f.text, &term.word)?;
+            let in_title = has(f.title, &term.word)?;
             let mut synonym = vec![false; hits.len()];
             for s in &term.synonyms {
                 for (i, found) in has(f.text, s)?.into_iter().enumerate() {
@@ -346,8 +347,10 @@ impl FullText {
                 }
             }
             for (i, credit) in out.iter_mut().enumerate() {
-                credit[t] = if exact[i] {
+                credit[t] = if in_title[i] {
                     score::EXACT
+                } else if exact[i] {
+                    score::BODY
                 } else if synonym[i] {
                     score::SYNONYM
                 } else {

@@ -127,7 +127,8 @@ impl Store {
             }
         }
         let best_rrf = candidates.first().map_or(0.0, |c| c.rrf);
-        candidates.retain(|c| c.score(best_rrf) >= params.min_score);
+        // A candidate with no evidence (it shares single characters only) is no hit.
+        candidates.retain(|c| c.evidence() > 0.0 && c.score(best_rrf) >= params.min_score);
         candidates.truncate(params.top_k);
 
         let rowids: Vec<i64> = candidates.iter().map(|c| c.rowid).collect();

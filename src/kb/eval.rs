@@ -261,7 +261,7 @@ mod tests {
                         answer: None,
                         text: String::new(),
                         source: String::new(),
-                        score: 1.0,
+                        score: 1.0 - 0.4 * i as f32,
                     },
                     rank: i + 1,
                     fulltext_rank: Some(i + 1),

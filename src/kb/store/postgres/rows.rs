@@ -112,6 +112,14 @@ pub fn fields(row_id: String, content: String, meta: &Value) -> Fields {
     }
 }
 
+/// The score of a row at `rank` (from 1) with cosine `similarity`, with the meaning of
+/// [`crate::kb::score`]: the evidence (here the cosine, negative counting as 0) times the
+/// fused value relative to the best row's, as the embedded store scores its hits.
+pub fn score(similarity: f32, rank: usize, rrf_k: f32) -> f32 {
+    let fused = |rank: usize| 1.0 / (rrf_k + rank as f32);
+    crate::kb::score::combine(similarity.clamp(0.0, 1.0), fused(rank), fused(1))
+}
+
 /// A hit from a row's fields and its rank in the vector ranking (from 1).
 pub fn hit(f: Fields, similarity: f32, rank: usize, rrf_k: f32) -> DetailedHit {
     let (answer, text) = match f.kind {
@@ -125,7 +133,7 @@ pub fn hit(f: Fields, similarity: f32, rank: usize, rrf_k: f32) -> DetailedHit {
             answer,
             text,
             source: f.source,
-            score: similarity.clamp(0.0, 1.0),
+            score: score(similarity, rank, rrf_k),
         },
         rank,
         fulltext_rank: None,
@@ -195,5 +203,13 @@ mod tests {
         let h = hit(f, -0.2, 1, 60.0);
         assert_eq!(h.hit.score, 0.0);
         assert_eq!(h.vector_score, Some(-0.2));
+    }
+
+    #[test]
+    fn rows_further_down_score_less_for_the_same_similarity() {
+        assert!((score(0.9, 1, 60.0) - 0.9).abs() < 1e-6);
+        let second = score(0.9, 2, 60.0);
+        assert!(second < 0.9 && second > 0.85, "{second}");
+        assert_eq!(score(1.5, 1, 60.0), 1.0);
     }
 }

@@ -59,7 +59,7 @@ impl PgStore {
         let mut hits = Vec::with_capacity(found.len());
         for row in found {
             let similarity = row.try_get::<_, f64>(3).map_err(sql)? as f32;
-            if similarity.clamp(0.0, 1.0) < params.min_score {
+            if rows::score(similarity, hits.len() + 1, cfg.search.rrf_k) < params.min_score {
                 continue;
             }
             let meta: Option<Value> = row.try_get(2).map_err(sql)?;

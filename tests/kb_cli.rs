@@ -90,7 +90,7 @@ async fn import_search_eval_stats_list_delete() {
     .unwrap();
     let last = out.lines().last().unwrap();
     assert!(
-        last.starts_with("questions: 51 (51 in domain, 0 out of domain)  recall@1: "),
+        last.starts_with("questions: 66 (51 in domain, 15 out of domain)  recall@1: "),
         "{out}"
     );
 

@@ -708,3 +708,67 @@ async fn the_sql_in_the_readme_and_docs_makes_a_table_ragstream_imports_into_and
         assert!(migrate(&cfg).await.starts_with("nothing to do"), "{doc}");
     }
 }
+
+/// Full text only (as when the question cannot be embedded): the best hit for `query`.
+async fn text_hits(cfg: &KbConfig, query: &str) -> Result<Vec<ragstream::kb::DetailedHit>, String> {
+    let store = postgres::connect(cfg).await.unwrap();
+    ragstream::kb::KnowledgeBase::search_with_vector(&store, query, None, &params(3))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn langchain_rows_are_full_text_searchable_in_chinese_after_kb_migrate_unchanged() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    langchain_rows(&db, false).await;
+    let before: Vec<String> = pg::client(&db)
+        .await
+        .query("select (d.*)::text from documents d order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let err = text_hits(&cfg, "孩子撞头").await.unwrap_err();
+    assert!(err.contains("kb migrate"), "{err}");
+
+    let said = migrate(&cfg).await;
+    assert!(
+        said.contains("created full-text table documents_ragstream_terms"),
+        "{said}"
+    );
+    assert!(said.contains("segmented 3 rows"), "{said}");
+    let hits = text_hits(&cfg, "孩子总是撞头").await.unwrap();
+    assert_eq!(hits[0].hit.id, "1", "{hits:?}");
+    assert_eq!(hits[0].hit.text, "自闭症孩子撞头怎么办");
+    assert_eq!(hits[0].fulltext_rank, Some(1));
+    assert!(hits[0].hit.score > 0.0 && hits[0].hit.score <= 1.0);
+    let hits = text_hits(&cfg, "感统训练").await.unwrap();
+    assert_eq!(hits[0].hit.id, "2", "{hits:?}");
+    assert_eq!(hits[0].hit.source, "blog/b");
+
+    let after: Vec<String> = pg::client(&db)
+        .await
+        .query("select (d.*)::text from documents d order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(before, after, "LangChain's rows are not rewritten");
+    assert!(migrate(&cfg).await.starts_with("nothing to do"));
+}
+
+#[tokio::test]
+async fn imported_rows_are_full_text_searchable_without_kb_migrate() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    let hits = text_hits(&cfg, SELF_INJURY).await.unwrap();
+    assert_eq!(hits[0].hit.id, "self-injury", "{hits:?}");
+    assert_eq!(hits[0].vector_rank, None);
+}

@@ -337,6 +337,18 @@ async fn migrate_cmd(cfg: &KbConfig, out: &mut dyn Write) -> anyhow::Result<()> 
         )?;
         said = true;
     }
+    if done.terms_table {
+        writeln!(out, "created full-text table {table}_ragstream_terms")?;
+        said = true;
+    }
+    if done.segmented > 0 {
+        writeln!(
+            out,
+            "segmented {} rows for full text (rows without terms, e.g. LangChain's)",
+            done.segmented
+        )?;
+        said = true;
+    }
     if !said {
         writeln!(out, "nothing to do: {table} has everything ragstream needs")?;
     }

@@ -122,6 +122,7 @@ impl PgStore {
         progress.start("store", insert.len() as u64);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql)?;
+        super::fulltext::ensure(&tx, &self.inner.config.postgres.table).await?;
         if !replaced.is_empty() {
             tx.execute(
                 &format!(
@@ -154,7 +155,8 @@ impl PgStore {
         let statement = tx
             .prepare(&format!(
                 "INSERT INTO {table} ({id_column}content, metadata, embedding) VALUES ({values}) \
-                 ON CONFLICT ((metadata->'{KEY}'->>'hash')) WHERE metadata ? '{KEY}' DO NOTHING"
+                 ON CONFLICT ((metadata->'{KEY}'->>'hash')) WHERE metadata ? '{KEY}' DO NOTHING \
+                 RETURNING id::text"
             ))
             .await
             .map_err(sql)?;
@@ -173,13 +175,23 @@ impl PgStore {
                     IdColumn::Uuid => row_uuid(&doc.id).to_string(),
                     _ => doc.id.clone(),
                 };
-                tx.execute(&statement, &[&id, &content, &meta, &vector])
+                tx.query_opt(&statement, &[&id, &content, &meta, &vector])
                     .await
             } else {
-                tx.execute(&statement, &[&content, &meta, &vector]).await
+                tx.query_opt(&statement, &[&content, &meta, &vector]).await
             };
             let written = written.map_err(|err| at(doc, sql(err)))?;
-            if written == 0 {
+            if let Some(row) = written {
+                let id: String = row.get(0);
+                super::fulltext::write(
+                    &tx,
+                    &self.inner.config.postgres.table,
+                    &self.inner.segmenter,
+                    &id,
+                    &content,
+                )
+                .await?;
+            } else {
                 // Stored meanwhile by a concurrent import of the same content.
                 report.added = report.added.saturating_sub(1);
                 report.unchanged += 1;

@@ -1,6 +1,7 @@
 //! `ragstream kb migrate`: creates what the PostgreSQL store needs and is missing —
 //! the `vector` extension, LangChain's table (JS layout: `id bigserial`), an HNSW index
-//! on `embedding` (cosine), and ragstream's unique index on its content hash. It never
+//! on `embedding` (cosine), ragstream's unique index on its content hash, and its
+//! full-text side table, filled for every row that has no terms yet (see `fulltext`). It never
 //! drops, alters or rewrites what is there; running it again changes nothing.
 
 use serde::Serialize;
@@ -25,6 +26,10 @@ pub struct Migrated {
     pub hash_index: bool,
     /// LangChain JS's `match_documents` (under `kb.postgres.query_function`'s name).
     pub function: bool,
+    /// ragstream's full-text side table `<table>_ragstream_terms` with its GIN index.
+    pub terms_table: bool,
+    /// Rows given their jieba-segmented terms (those written by other tools).
+    pub segmented: usize,
 }
 
 /// Runs the migration in one transaction.
@@ -163,6 +168,9 @@ pub async fn migrate(cfg: &KbConfig) -> Result<Migrated, Error> {
             done.function = true;
         }
     }
+    done.terms_table = super::fulltext::ensure(&tx, &pg.table).await?;
+    let segmenter = crate::kb::segment::Segmenter::new(cfg.user_dictionary.as_deref())?;
+    done.segmented = super::fulltext::backfill(&tx, &pg.table, &segmenter).await?;
     tx.commit().await.map_err(sql)?;
     Ok(done)
 }

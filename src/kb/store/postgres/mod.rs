@@ -9,6 +9,7 @@
 //! search.rs   vector search through match_documents or the table, one transaction each
 //! import.rs   kb import: LangChain-readable rows in one transaction
 //! admin.rs    count, list, stats, delete (ragstream's own rows only)
+//! fulltext.rs Chinese full text: jieba terms in a side table, BM25 ranked here
 //! migrate.rs  kb migrate: extension, table, HNSW index, hash index, only what is missing
 //! ```
 //!
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod fulltext;
 mod import;
 pub mod migrate;
 pub mod pool;
@@ -57,6 +59,8 @@ struct Inner {
     embeddings: Embeddings,
     /// The config the store was opened with.
     config: KbConfig,
+    /// jieba, as the embedded store segments (full text).
+    segmenter: crate::kb::segment::Segmenter,
     /// Whether the "function has no match_count" warning was logged.
     warned_no_limit: AtomicBool,
 }
@@ -99,12 +103,14 @@ pub async fn connect_with(cfg: &KbConfig, embeddings: Embeddings) -> Result<PgSt
         }
     }
     drop(client);
+    let segmenter = crate::kb::segment::Segmenter::new(cfg.user_dictionary.as_deref())?;
     let store = PgStore {
         inner: Arc::new(Inner {
             pool,
             schema,
             embeddings,
             config: cfg.clone(),
+            segmenter,
             warned_no_limit: AtomicBool::new(false),
         }),
     };
@@ -170,7 +176,7 @@ impl KnowledgeBase for PgStore {
         match self.inner.embeddings.embed_query(query).await {
             Ok(vector) => Some(vector),
             Err(err) => {
-                tracing::warn!(%err, "query embedding failed; the PostgreSQL store cannot search without it");
+                tracing::warn!(%err, "query embedding failed; answering from full text only");
                 None
             }
         }
@@ -178,17 +184,14 @@ impl KnowledgeBase for PgStore {
 
     async fn search_with_vector(
         &self,
-        _query: &str,
+        query: &str,
         vector: Option<Vec<f32>>,
         params: &SearchParams,
     ) -> Result<Vec<DetailedHit>, Error> {
-        let Some(vector) = vector else {
-            return Err(Error::store(
-                "the question could not be embedded (see the log), and the PostgreSQL store \
-                 searches by vector only",
-            ));
-        };
-        self.search_vector(vector, params).await
+        match vector {
+            Some(vector) => self.search_vector(vector, params).await,
+            None => self.search_text(query, params).await,
+        }
     }
 
     async fn ready(&self) -> Result<(), Error> {

@@ -771,4 +771,12 @@ async fn imported_rows_are_full_text_searchable_without_kb_migrate() {
     let hits = text_hits(&cfg, SELF_INJURY).await.unwrap();
     assert_eq!(hits[0].hit.id, "self-injury", "{hits:?}");
     assert_eq!(hits[0].vector_rank, None);
+    // The embeddings API failing: the search answers from full text instead of an error.
+    server.push(500, serde_json::json!({"error": {"message": "down"}}));
+    let hits = store
+        .search_detailed(SELF_INJURY, &params(1))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].hit.id, "self-injury");
+    assert_eq!(hits[0].fulltext_rank, Some(1));
 }

@@ -125,6 +125,15 @@ fn text(value: Value, field: &str, limits: &Limits) -> Result<String, ApiError> 
             format!("{field} is empty"),
         ));
     }
+    within_length(text, field, limits)
+}
+
+/// `text` if it has at most `server.max_message_chars` characters.
+pub(crate) fn within_length(
+    text: String,
+    field: &str,
+    limits: &Limits,
+) -> Result<String, ApiError> {
     let chars = text.chars().count();
     if chars > limits.max_message_chars {
         return Err(ApiError::bad_request(

@@ -388,17 +388,7 @@ fn text(value: Value, field: &str, limits: &Limits) -> Result<String, Rejected> 
             ));
         }
     };
-    let chars = text.chars().count();
-    if chars > limits.max_message_chars {
-        return Err(invalid(
-            Code::MessageTooLong,
-            format!(
-                "{field} has {chars} characters, at most {} allowed (server.max_message_chars)",
-                limits.max_message_chars
-            ),
-        ));
-    }
-    Ok(text)
+    crate::server::request::within_length(text, field, limits).map_err(Rejected::Invalid)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod formats;
+pub mod fusion;
 pub mod import;
 pub mod score;
 pub mod seed;

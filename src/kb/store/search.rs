@@ -1,4 +1,5 @@
-//! Hybrid search: full-text (BM25) and vector rankings fused by reciprocal rank fusion.
+//! Hybrid search: full-text (BM25) and vector rankings fused by reciprocal rank fusion
+//! ([`crate::kb::fusion`], shared with the PostgreSQL store).
 //!
 //! Order: each ranking contributes its best `search.candidates` rows; a row's fused
 //! value is `Σ 1 / (rrf_k + rank)` over the rankings it appears in (rank from 1).
@@ -14,38 +15,10 @@
 use super::Store;
 use super::db::{self, Row};
 use super::vectors::VectorIndex;
+use crate::kb::StoreError;
 use crate::kb::document::Kind;
+use crate::kb::fusion::{Candidate, fuse};
 use crate::kb::{DetailedHit, Error, Hit, SearchParams};
-use crate::kb::{StoreError, score};
-
-/// One fused candidate.
-#[derive(Debug, Clone, PartialEq)]
-struct Candidate {
-    /// SQLite rowid.
-    rowid: i64,
-    /// Full-text rank and score.
-    fulltext: Option<(usize, f32)>,
-    /// Vector rank, if in the vector ranking.
-    vector_rank: Option<usize>,
-    /// Cosine similarity, if known.
-    vector_score: Option<f32>,
-    /// Fused value.
-    rrf: f32,
-}
-
-impl Candidate {
-    /// The evidence for the hit: the better of full text and vector.
-    fn evidence(&self) -> f32 {
-        let text = self.fulltext.map_or(0.0, |(_, s)| s);
-        let vector = self.vector_score.unwrap_or(0.0).max(0.0);
-        text.max(vector)
-    }
-
-    /// The score `min_score` compares against, given the best fused value.
-    fn score(&self, best_rrf: f32) -> f32 {
-        score::combine(self.evidence(), self.rrf, best_rrf)
-    }
-}
 
 impl Store {
     /// Embeds the query when a provider is configured. A failing or slow embeddings
@@ -118,11 +91,15 @@ impl Store {
             .map(|v| index.search(v, limit))
             .unwrap_or_default();
 
-        let mut candidates = fuse(&text, &near, cfg.rrf_k);
+        let mut candidates = fuse(
+            text.iter().map(|m| (m.rowid, m.score)),
+            near.iter().map(|m| (m.rowid, m.score)),
+            cfg.rrf_k,
+        );
         if let Some(v) = vector.as_deref() {
             for c in &mut candidates {
                 if c.vector_score.is_none() {
-                    c.vector_score = index.cosine(v, c.rowid);
+                    c.vector_score = index.cosine(v, c.key);
                 }
             }
         }
@@ -131,12 +108,12 @@ impl Store {
         candidates.retain(|c| c.evidence() > 0.0 && c.score(best_rrf) >= params.min_score);
         candidates.truncate(params.top_k);
 
-        let rowids: Vec<i64> = candidates.iter().map(|c| c.rowid).collect();
+        let rowids: Vec<i64> = candidates.iter().map(|c| c.key).collect();
         let rows = self.read(|conn| db::rows_by_rowid(conn, &rowids))?;
         let mut hits = Vec::with_capacity(rows.len());
         for (candidate, row) in candidates
             .iter()
-            .filter_map(|c| rows.iter().find(|r| r.rowid == c.rowid).map(|r| (c, r)))
+            .filter_map(|c| rows.iter().find(|r| r.rowid == c.key).map(|r| (c, r)))
         {
             hits.push(detailed(candidate, row.clone(), hits.len() + 1, best_rrf));
         }
@@ -144,42 +121,8 @@ impl Store {
     }
 }
 
-/// Fuses the rankings by reciprocal rank fusion, best first.
-fn fuse(text: &[super::fulltext::Match], near: &[super::vectors::Match], k: f32) -> Vec<Candidate> {
-    let mut out: Vec<Candidate> = Vec::with_capacity(text.len() + near.len());
-    for (i, m) in text.iter().enumerate() {
-        out.push(Candidate {
-            rowid: m.rowid,
-            fulltext: Some((i + 1, m.score)),
-            vector_rank: None,
-            vector_score: None,
-            rrf: 1.0 / (k + (i + 1) as f32),
-        });
-    }
-    for (i, m) in near.iter().enumerate() {
-        let rrf = 1.0 / (k + (i + 1) as f32);
-        match out.iter_mut().find(|c| c.rowid == m.rowid) {
-            Some(c) => {
-                c.vector_rank = Some(i + 1);
-                c.vector_score = Some(m.score);
-                c.rrf += rrf;
-            }
-            None => out.push(Candidate {
-                rowid: m.rowid,
-                fulltext: None,
-                vector_rank: Some(i + 1),
-                vector_score: Some(m.score),
-                rrf,
-            }),
-        }
-    }
-    // Stable sort: equal fused values keep the full-text order.
-    out.sort_by(|a, b| b.rrf.total_cmp(&a.rrf));
-    out
-}
-
 /// Turns a candidate and its row into a hit.
-fn detailed(c: &Candidate, row: Row, rank: usize, best_rrf: f32) -> DetailedHit {
+fn detailed(c: &Candidate<i64>, row: Row, rank: usize, best_rrf: f32) -> DetailedHit {
     let doc = row.doc;
     let (answer, text) = match doc.kind {
         Kind::Qa => (Some(doc.body), String::new()),
@@ -201,41 +144,5 @@ fn detailed(c: &Candidate, row: Row, rank: usize, best_rrf: f32) -> DetailedHit 
         vector_score: c.vector_score,
         rrf_score: c.rrf,
         tags: doc.tags,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kb::store::{fulltext, vectors};
-
-    fn ft(rowid: i64, score: f32) -> fulltext::Match {
-        fulltext::Match { rowid, score }
-    }
-
-    fn vm(rowid: i64, score: f32) -> vectors::Match {
-        vectors::Match { rowid, score }
-    }
-
-    #[test]
-    fn rows_in_both_rankings_rise_above_rows_in_one() {
-        let fused = fuse(&[ft(1, 0.9), ft(2, 0.8)], &[vm(2, 0.7), vm(3, 0.6)], 60.0);
-        let order: Vec<i64> = fused.iter().map(|c| c.rowid).collect();
-        assert_eq!(order, [2, 1, 3]);
-        assert!((fused[0].rrf - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
-        assert_eq!(fused[0].fulltext, Some((2, 0.8)));
-        assert_eq!(fused[0].vector_rank, Some(1));
-    }
-
-    #[test]
-    fn the_score_is_the_better_evidence_scaled_by_the_fused_rank() {
-        let fused = fuse(&[ft(1, 0.3), ft(2, 0.9)], &[vm(1, 0.8), vm(3, -0.2)], 60.0);
-        let best = fused[0].rrf;
-        assert_eq!(fused[0].rowid, 1);
-        assert!((fused[0].score(best) - 0.8).abs() < 1e-6);
-        // Row 2: evidence 0.9, but second in one ranking only.
-        let second = fused[1].score(best);
-        assert!(second < 0.9 * 0.6 && second > 0.0, "{second}");
-        assert_eq!(fused[2].score(best), 0.0);
     }
 }

@@ -1,0 +1,119 @@
+//! Reciprocal rank fusion of a full-text and a vector ranking, for every store.
+//!
+//! Each ranking contributes its best rows; a row's fused value is
+//! `Σ 1 / (rrf_k + rank)` over the rankings it appears in (rank from 1). A hit's
+//! score is its evidence (the better of full text and vector) scaled by its fused
+//! value relative to the best hit's ([`crate::kb::score::combine`]), so `min_score`
+//! means the same whichever store ranked the rows.
+//!
+//! Rows are named by a key of the store's choosing (a SQLite rowid, a PostgreSQL id as
+//! text); the rankings give, per row, its key and its evidence (0..=1 full text, cosine
+//! for vectors).
+
+use crate::kb::score;
+
+/// One fused candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate<K> {
+    /// The store's key of the row.
+    pub key: K,
+    /// Full-text rank and score.
+    pub fulltext: Option<(usize, f32)>,
+    /// Vector rank, if in the vector ranking.
+    pub vector_rank: Option<usize>,
+    /// Cosine similarity, if known.
+    pub vector_score: Option<f32>,
+    /// Fused value.
+    pub rrf: f32,
+}
+
+impl<K> Candidate<K> {
+    /// The evidence for the hit: the better of full text and vector.
+    pub fn evidence(&self) -> f32 {
+        let text = self.fulltext.map_or(0.0, |(_, s)| s);
+        let vector = self.vector_score.unwrap_or(0.0).max(0.0);
+        text.max(vector)
+    }
+
+    /// The score `min_score` compares against, given the best fused value.
+    pub fn score(&self, best_rrf: f32) -> f32 {
+        score::combine(self.evidence(), self.rrf, best_rrf)
+    }
+}
+
+/// Fuses the rankings (`(key, evidence)`, best first) by reciprocal rank fusion, best
+/// first.
+pub fn fuse<K: PartialEq>(
+    text: impl IntoIterator<Item = (K, f32)>,
+    near: impl IntoIterator<Item = (K, f32)>,
+    k: f32,
+) -> Vec<Candidate<K>> {
+    let mut out: Vec<Candidate<K>> = Vec::new();
+    for (i, (key, score)) in text.into_iter().enumerate() {
+        out.push(Candidate {
+            key,
+            fulltext: Some((i + 1, score)),
+            vector_rank: None,
+            vector_score: None,
+            rrf: 1.0 / (k + (i + 1) as f32),
+        });
+    }
+    for (i, (key, score)) in near.into_iter().enumerate() {
+        let rrf = 1.0 / (k + (i + 1) as f32);
+        match out.iter_mut().find(|c| c.key == key) {
+            Some(c) => {
+                c.vector_rank = Some(i + 1);
+                c.vector_score = Some(score);
+                c.rrf += rrf;
+            }
+            None => out.push(Candidate {
+                key,
+                fulltext: None,
+                vector_rank: Some(i + 1),
+                vector_score: Some(score),
+                rrf,
+            }),
+        }
+    }
+    // Stable sort: equal fused values keep the full-text order.
+    out.sort_by(|a, b| b.rrf.total_cmp(&a.rrf));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_in_both_rankings_rise_above_rows_in_one() {
+        let fused = fuse([(1, 0.9), (2, 0.8)], [(2, 0.7), (3, 0.6)], 60.0);
+        let order: Vec<i64> = fused.iter().map(|c| c.key).collect();
+        assert_eq!(order, [2, 1, 3]);
+        assert!((fused[0].rrf - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
+        assert_eq!(fused[0].fulltext, Some((2, 0.8)));
+        assert_eq!(fused[0].vector_rank, Some(1));
+    }
+
+    #[test]
+    fn the_score_is_the_better_evidence_scaled_by_the_fused_rank() {
+        let fused = fuse([(1, 0.3), (2, 0.9)], [(1, 0.8), (3, -0.2)], 60.0);
+        let best = fused[0].rrf;
+        assert_eq!(fused[0].key, 1);
+        assert!((fused[0].score(best) - 0.8).abs() < 1e-6);
+        // Row 2: evidence 0.9, but second in one ranking only.
+        let second = fused[1].score(best);
+        assert!(second < 0.9 * 0.6 && second > 0.0, "{second}");
+        assert_eq!(fused[2].score(best), 0.0);
+    }
+
+    #[test]
+    fn keys_of_any_type_fuse_alike() {
+        let fused = fuse(
+            [("a".to_owned(), 0.5)],
+            [("b".to_owned(), 0.9), ("a".to_owned(), 0.4)],
+            60.0,
+        );
+        assert_eq!(fused[0].key, "a");
+        assert_eq!(fused[0].vector_rank, Some(2));
+    }
+}

@@ -77,6 +77,27 @@ pub async fn bound_request_id(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Makes the id of a request that brings none: a random (version 4) UUID, as
+/// tower-http's `MakeRequestUuid` makes, but drawn from the thread's random
+/// generator instead of the operating system, so a request costs no
+/// `getrandom` system call (issue 16: per-request work in a burst).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MakeRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = id.hyphenated().encode_lower(&mut text);
+        axum::http::HeaderValue::from_str(text)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
 /// The body did not arrive within `server.body_timeout_ms`.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive in time")]
@@ -125,5 +146,34 @@ impl HttpBody for Deadline {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_http::request_id::MakeRequestId as _;
+
+    use super::*;
+
+    #[test]
+    fn fresh_request_ids_are_distinct_version_4_uuids() {
+        let request = axum::http::Request::new(());
+        let mut make = MakeRequestId;
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| {
+                let id = make.make_request_id(&request).unwrap();
+                id.header_value().to_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1000, "ids repeat");
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(
+                id,
+                &uuid.hyphenated().to_string(),
+                "not lower-case hyphenated"
+            );
+        }
     }
 }

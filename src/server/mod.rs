@@ -29,7 +29,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
 use crate::engine::{Engine, Event, Options};
@@ -126,7 +126,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.limits, limits::check))
         .layer(middleware::from_fn(observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, limits::MakeRequestId))
         .layer(middleware::from_fn(limits::bound_request_id));
     // Outermost, so preflights are answered before any key is asked for and
     // rejections carry the CORS headers a page needs to read them.

@@ -478,3 +478,76 @@ mod tests {
         );
     }
 }
+
+/// Where the first byte of one round's streams went, as CLOCK_MONOTONIC offsets (ms) from
+/// the round's start (the first connect of a burst, else the first request sent): p50 and
+/// p99 of when each request left the load generator, reached the upstream, got its first
+/// frame written by the upstream, and reached the client as a first body byte. The
+/// percentiles are of each stamp on its own (the upstream cannot tell which client a request
+/// came from), which is enough to see which step the late streams wait in.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Phases {
+    pub sent: [f64; 2],
+    pub arrival: [f64; 2],
+    pub first_frame: [f64; 2],
+    pub first_byte: [f64; 2],
+}
+
+impl Phases {
+    /// The phases of one round: `samples` and the upstream's `marks` of that round alone.
+    pub fn of(samples: &[Sample], marks: &Marks) -> Option<Phases> {
+        let ok: Vec<&Sample> = samples.iter().filter(|s| s.ok).collect();
+        let start = ok
+            .iter()
+            .map(|s| {
+                let connect = s.connect.map_or(0, |c| c.as_nanos() as u64);
+                s.sent_ns.saturating_sub(connect)
+            })
+            .min()?;
+        let offsets = |stamps: &mut dyn Iterator<Item = u64>| -> [f64; 2] {
+            let mut ms: Vec<f64> = stamps
+                .map(|t| t.saturating_sub(start) as f64 / 1e6)
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                if ms.is_empty() {
+                    f64::NAN
+                } else {
+                    ms[((ms.len() - 1) as f64 * q).round() as usize]
+                }
+            };
+            [at(0.5), at(0.99)]
+        };
+        // Only the first frame of each stream (the upstream stamps one per stream).
+        let arrivals: Vec<u64> = marks
+            .arrival
+            .iter()
+            .copied()
+            .filter(|&t| t >= start)
+            .collect();
+        let frames: Vec<u64> = marks
+            .first_frame
+            .iter()
+            .copied()
+            .filter(|&t| t >= start)
+            .collect();
+        Some(Phases {
+            sent: offsets(&mut ok.iter().map(|s| s.sent_ns)),
+            arrival: offsets(&mut arrivals.into_iter()),
+            first_frame: offsets(&mut frames.into_iter()),
+            first_byte: offsets(&mut ok.iter().map(|s| s.first_byte_ns)),
+        })
+    }
+
+    /// One line for the log: p50 / p99 of each step.
+    pub fn line(&self) -> String {
+        let p = |v: [f64; 2]| format!("{:>7.1} / {:>7.1}", v[0], v[1]);
+        format!(
+            "sent {}  upstream arrival {}  upstream first frame {}  client first byte {}",
+            p(self.sent),
+            p(self.arrival),
+            p(self.first_frame),
+            p(self.first_byte)
+        )
+    }
+}

@@ -110,6 +110,8 @@ pub struct Outcome {
     pub loadgen_cpu: Duration,
     /// The upstream's stamps (`/bench/marks`) of every round, in order.
     pub marks: Option<load::Marks>,
+    /// Where each round's first bytes went (see [`load::Phases`]).
+    pub phases: Vec<load::Phases>,
 }
 
 /// Command-line settings.
@@ -128,6 +130,9 @@ pub struct Args {
     perf_dir: Option<PathBuf>,
     /// Whole runs of every case; the report gives each target as min/median/max over them.
     runs: usize,
+    /// Content chunks per answer instead of the plan's (`--chunks 1`: a burst of requests
+    /// with next to no stream behind them).
+    chunks: Option<usize>,
 }
 
 fn main() {
@@ -148,8 +153,19 @@ fn main() {
                 .as_ref()
                 .is_none_or(|only| c.name.contains(only.as_str()))
         })
+        .map(|c| match args.chunks {
+            Some(chunks) => Case {
+                name: format!("{}-{chunks}chunk", c.name),
+                chunks,
+                ..c
+            },
+            None => c,
+        })
         .collect::<Vec<_>>();
     std::fs::create_dir_all(&args.logs).expect("create log directory");
+    if let Some(bin) = &args.ragstream_bin {
+        runtime.block_on(prepare_kb(&args, bin));
+    }
     let started = Instant::now();
     let load_before = report::shell("cut -d' ' -f1-3 /proc/loadavg");
     let mut runs = Vec::new();
@@ -291,6 +307,24 @@ fn ragstream_command(
         // The default log level, as deployed: one line per request at info.
         .env_remove("RUST_LOG");
     cmd
+}
+
+/// Starts ragstream once and stops it before anything is measured, so that the knowledge
+/// base is seeded by then. The start that seeds the sample loads jieba's dictionary
+/// (about 35 MiB) to index it; a measured process that did so would start at 52 MiB
+/// instead of 16 MiB, which is what made one c1000-gap20 run's peak RSS 2.01× the minimal
+/// relay's (issue 16), and relaying direct answers never loads it otherwise.
+async fn prepare_kb(args: &Args, bin: &std::path::Path) {
+    let addr = free_addr();
+    let cmd = ragstream_command(
+        bin,
+        args.ragstream_config.as_deref(),
+        addr,
+        "http://127.0.0.1:9/v1",
+    );
+    let mut child = spawn(cmd, &args.logs.join("prepare-kb-relay.log"));
+    wait_ready(addr, Some("/healthz")).await;
+    stop(&mut child);
 }
 
 /// One target's processes, started for one case.
@@ -467,7 +501,12 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
     let machine_busy = jiffy * run.machine.0 as u32;
     let machine_softirq = jiffy * run.machine.2 as u32;
     let window = jiffy * (run.machine.1 as u32) / proc_stats::cores();
-    let marks = Some(load::marks(r.upstream_addr).await);
+    let marks = load::marks(r.upstream_addr).await;
+    let phases: Vec<load::Phases> = load::Phases::of(&run.samples, &marks).into_iter().collect();
+    for p in &phases {
+        eprintln!("    {:<30} {}", r.target.label(), p.line());
+    }
+    let marks = Some(marks);
     Outcome {
         target: r.target,
         samples: run.samples,
@@ -483,6 +522,7 @@ async fn measure(args: &Args, case: &Case, r: &Running, streams: usize) -> Outco
         relay_idle_kib,
         loadgen_cpu,
         marks,
+        phases,
     }
 }
 
@@ -504,6 +544,7 @@ impl Outcome {
         self.window += other.window;
         self.machine_softirq += other.machine_softirq;
         self.loadgen_cpu += other.loadgen_cpu;
+        self.phases.extend(other.phases);
         self.marks = match (self.marks, other.marks) {
             (Some(mut a), Some(b)) => {
                 a.arrival.extend(b.arrival);
@@ -586,6 +627,7 @@ fn parse_args() -> Args {
         targets: Vec::new(),
         perf_dir: None,
         runs: 1,
+        chunks: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(key) = it.next() {
@@ -604,6 +646,15 @@ fn parse_args() -> Args {
             "--quick" => args.quick = true,
             "--targets" => args.targets = value().split(',').map(str::to_owned).collect(),
             "--perf-dir" => args.perf_dir = Some(value().into()),
+            "--chunks" => {
+                args.chunks = Some(
+                    value()
+                        .parse()
+                        .ok()
+                        .filter(|&n| n >= 1)
+                        .unwrap_or_else(|| usage("`--chunks` needs a whole number ≥ 1")),
+                )
+            }
             "--runs" => {
                 args.runs = value()
                     .parse()
@@ -622,7 +673,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: loadgen [--upstream-bin B] [--minrelay-bin B] [--ragstream-bin B] \
          [--ragstream-config F] [--quick] [--only NAME] [--out FILE] [--logs DIR]\n\
-         \x20              [--targets direct,minrelay,ragstream] [--perf-dir DIR] [--runs N]"
+         \x20              [--targets direct,minrelay,ragstream] [--perf-dir DIR] [--runs N] [--chunks N]"
     );
     std::process::exit(2)
 }

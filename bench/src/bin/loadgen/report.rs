@@ -31,6 +31,8 @@ pub struct Figures {
     pub relay_cpu_us: Option<f64>,
     /// Upstream CPU per chunk it sent, µs.
     pub upstream_cpu_us: f64,
+    /// The load generator's own CPU per chunk.
+    pub loadgen_cpu_us: f64,
     pub relay_rss_mib: Option<f64>,
     /// Resident set of the relay before the load (started and warmed up), MiB.
     pub relay_idle_mib: Option<f64>,
@@ -69,6 +71,7 @@ pub fn figures(case: &Case, o: &Outcome) -> Figures {
         ttlb_p99: percentile(&mut ttlb, 99.0),
         relay_cpu_us: o.relay_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / chunks),
         upstream_cpu_us: o.upstream_cpu.as_secs_f64() * 1e6 / chunks,
+        loadgen_cpu_us: o.loadgen_cpu.as_secs_f64() * 1e6 / chunks,
         relay_rss_mib: o.relay_hwm_kib.map(|kib| kib as f64 / 1024.0),
         relay_idle_mib: o.relay_idle_kib.map(|kib| kib as f64 / 1024.0),
         relay_syscalls: o
@@ -120,7 +123,7 @@ pub fn one_line(case: &Case, o: &Outcome) -> String {
     let f = figures(case, o);
     let first_error = o.samples.iter().find_map(|s| s.error.clone());
     format!(
-        "ok {} failed {} | {:.1}/s | connect p99 {} ms | TTFB p50 {} p99 {} ms | TTLB p50 {} p99 {} ms | CPU/chunk relay {} µs upstream {:.2} µs | writes/chunk {} | machine busy {:.0} % (softirq {:.0} %, others {:.0} %) | RSS {} MiB{}",
+        "ok {} failed {} | {:.1}/s | connect p99 {} ms | TTFB p50 {} p99 {} ms | TTLB p50 {} p99 {} ms | CPU/chunk relay {} µs upstream {:.2} µs load generator {:.2} µs | writes/chunk {} | machine busy {:.0} % (softirq {:.0} %, others {:.0} %) | RSS {} MiB{}",
         f.ok,
         f.failed,
         f.per_sec,
@@ -131,6 +134,7 @@ pub fn one_line(case: &Case, o: &Outcome) -> String {
         ms(f.ttlb_p99),
         opt(f.relay_cpu_us, 2),
         f.upstream_cpu_us,
+        f.loadgen_cpu_us,
         syscalls(f.relay_syscalls),
         f.machine_busy_pct,
         f.softirq_pct,
@@ -204,6 +208,7 @@ pub fn markdown(
     let checks: Vec<Vec<Check>> = runs.iter().map(|r| checks(r)).collect();
     spread_table(&mut md, &checks);
     with_connect(&mut md, runs);
+    phases(&mut md, runs);
     for (n, results) in runs.iter().enumerate() {
         let _ = writeln!(md, "## Run {} of {}\n", n + 1, runs.len());
         one_run(&mut md, results, &checks[n]);
@@ -268,16 +273,17 @@ fn one_run(md: &mut String, results: &[(Case, Vec<Outcome>)], checks: &[Check]) 
         );
         let _ = writeln!(
             md,
-            "| target | upstream CPU µs/chunk | relay write calls /chunk | machine busy | of which irq+softirq | of which outside the benchmark | connect p99 ms (not in TTFB) |"
+            "| target | upstream CPU µs/chunk | load generator CPU µs/chunk | relay write calls /chunk | machine busy | of which irq+softirq | of which outside the benchmark | connect p99 ms (not in TTFB) |"
         );
-        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|");
         for o in outcomes {
             let f = figures(case, o);
             let _ = writeln!(
                 md,
-                "| {} | {:.2} | {} | {:.0} % | {:.0} % | {:.0} % | {} |",
+                "| {} | {:.2} | {:.2} | {} | {:.0} % | {:.0} % | {:.0} % | {} |",
                 o.target.label(),
                 f.upstream_cpu_us,
+                f.loadgen_cpu_us,
                 syscalls(f.relay_syscalls),
                 f.machine_busy_pct,
                 f.softirq_pct,
@@ -822,4 +828,58 @@ mod tests {
         assert_eq!(percentile(&mut values[..1], 99.0), Duration::from_millis(1));
         assert_eq!(percentile(&mut [], 50.0), Duration::ZERO);
     }
+}
+
+/// Where the first bytes of a round went (see `load::Phases`): per case and target, the
+/// median over every round of every run, with the spread, of each step's p50 and p99.
+fn phases(md: &mut String, runs: &[Vec<(Case, Vec<Outcome>)>]) {
+    let Some(first) = runs.first() else { return };
+    let _ = writeln!(
+        md,
+        "## Where the first byte goes (median over every round [min – max], ms after the round's start)\n"
+    );
+    let _ = writeln!(
+        md,
+        "The round starts at its first connect (burst) or first request. Each column is a percentile \
+         of one CLOCK_MONOTONIC stamp on its own: the request handed to the connection by the load \
+         generator, its arrival at the upstream (headers read), the upstream's first frame written, \
+         and the first body byte at the client.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| case | target | sent p50 / p99 | upstream arrival p50 / p99 | upstream first frame p50 / p99 | client first byte p50 / p99 |"
+    );
+    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|");
+    for (case, outcomes) in first.iter().filter(|(c, _)| !c.tool) {
+        for o in outcomes {
+            let all: Vec<crate::load::Phases> = runs
+                .iter()
+                .filter_map(|run| run.iter().find(|(c, _)| c.name == case.name))
+                .flat_map(|(_, outs)| outs.iter().filter(|x| x.target == o.target))
+                .flat_map(|x| x.phases.iter().copied())
+                .collect();
+            if all.is_empty() {
+                continue;
+            }
+            let cell = |pick: fn(&crate::load::Phases) -> [f64; 2]| {
+                let at = |i: usize| {
+                    let values: Vec<f64> = all.iter().map(|p| pick(p)[i]).collect();
+                    let s = spread(&values, None);
+                    format!("{:.1} [{:.1} – {:.1}]", s.median, s.min, s.max)
+                };
+                format!("{} / {}", at(0), at(1))
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                case.name,
+                o.target.label(),
+                cell(|p| p.sent),
+                cell(|p| p.arrival),
+                cell(|p| p.first_frame),
+                cell(|p| p.first_byte),
+            );
+        }
+    }
+    let _ = writeln!(md);
 }

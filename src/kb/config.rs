@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::SearchParams;
+pub use super::rerank::config::RerankConfig;
 pub use super::store::postgres::config::PostgresConfig;
 use crate::secret::Secret;
 
@@ -25,6 +26,8 @@ pub struct KbConfig {
     pub chunk: ChunkConfig,
     /// How many hits a search returns and how much text they carry.
     pub search: SearchConfig,
+    /// The optional rerank service that reorders search hits (off while unset).
+    pub rerank: RerankConfig,
     /// Extra jieba dictionary (`WORD [FREQ] [TAG]` per line), on top of the built-in one.
     pub user_dictionary: Option<PathBuf>,
     /// Synonym groups for queries (equivalent terms separated by spaces, one group a line).
@@ -42,6 +45,7 @@ impl Default for KbConfig {
             embeddings: EmbeddingsConfig::default(),
             chunk: ChunkConfig::default(),
             search: SearchConfig::default(),
+            rerank: RerankConfig::default(),
             user_dictionary: None,
             synonyms: None,
             sample: PathBuf::from("examples/kb/autism-qa.jsonl"),
@@ -58,6 +62,7 @@ impl fmt::Debug for KbConfig {
             .field("embeddings", &self.embeddings)
             .field("chunk", &self.chunk)
             .field("search", &self.search)
+            .field("rerank", &self.rerank)
             .field("user_dictionary", &self.user_dictionary)
             .field("synonyms", &self.synonyms)
             .field("sample", &self.sample)
@@ -121,6 +126,7 @@ impl KbConfig {
             }
         }
         problems.extend(self.embeddings.problems());
+        problems.extend(self.rerank.problems(search.top_k));
         if self.store == StoreKind::Postgres {
             problems.extend(self.postgres.problems());
             if self.embeddings.provider == Provider::None {

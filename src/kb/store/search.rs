@@ -143,6 +143,7 @@ fn detailed(c: &Candidate<i64>, row: Row, rank: usize, best_rrf: f32) -> Detaile
         vector_rank: c.vector_rank,
         vector_score: c.vector_score,
         rrf_score: c.rrf,
+        reranked_from: None,
         tags: doc.tags,
     }
 }

@@ -108,6 +108,12 @@ impl KbConfig {
                 search.min_score
             ));
         }
+        if !(0.0..1.0).contains(&search.vector_floor) {
+            problems.push(format!(
+                "kb.search.vector_floor {} must be at least 0 and below 1",
+                search.vector_floor
+            ));
+        }
         if search.top_k == 0 {
             problems.push("kb.search.top_k must be at least 1".into());
         }
@@ -310,6 +316,10 @@ pub struct SearchConfig {
     pub rrf_k: f32,
     /// How many candidates each ranking (full-text, vector) contributes to the fusion.
     pub candidates: usize,
+    /// The cosine similarity unrelated texts reach with the embedding model: vector
+    /// matches at or below it are ignored, above it their evidence is
+    /// `(cosine − floor) / (1 − floor)` (hybrid mode only).
+    pub vector_floor: f32,
 }
 
 impl Default for SearchConfig {
@@ -320,6 +330,7 @@ impl Default for SearchConfig {
             max_context_chars: 4000,
             rrf_k: 60.0,
             candidates: 50,
+            vector_floor: 0.5,
         }
     }
 }

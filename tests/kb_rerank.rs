@@ -362,3 +362,56 @@ fn unusable_rerank_settings_are_refused_with_what_to_fix() {
     let (_, stdout) = check_config(&[("RAGSTREAM_KB_RERANK_MODEL", "x")]);
     assert!(stdout.contains("RAGSTREAM_KB__RERANK__MODEL"), "{stdout}");
 }
+
+/// `kb search` and `kb eval` search through the reranker too, so an operator can
+/// calibrate `kb.rerank.min_score` and measure what the reranker changes.
+#[tokio::test]
+async fn kb_search_and_kb_eval_are_reranked() {
+    let rerank = RerankServer::start().await;
+    rerank.prefer("刻板行为", 0.93);
+    let data = tempfile::tempdir().unwrap();
+    // Async: the rerank server runs on this test's thread.
+    let kb = |args: &[&str]| {
+        let mut command = support::process::ragstream("warn");
+        command
+            .args(["--config", "examples/autism.toml", "kb"])
+            .args(args)
+            .env("RAGSTREAM_KB__DATA_DIR", data.path().join("data"))
+            .env("RAGSTREAM_KB__RERANK__BASE_URL", rerank.base_url())
+            .env("RAGSTREAM_KB__RERANK__MODEL", "bge-reranker-v2-m3");
+        tokio::process::Command::from(command).output()
+    };
+    let imported = kb(&["import", "--quiet", &support::kb_path()])
+        .await
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+
+    let searched = kb(&["search", VAGUE]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&searched.stdout);
+    assert!(searched.status.success(), "{searched:?}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("1. [0.930] 孩子有刻板行为怎么办？"),
+        "{stdout}"
+    );
+    assert!(first.contains("reranked from "), "{stdout}");
+
+    let cases = data.path().join("eval.jsonl");
+    std::fs::write(
+        &cases,
+        format!("{{\"question\": \"{VAGUE}\", \"expected\": [\"repetitive\"]}}\n"),
+    )
+    .unwrap();
+    let before = rerank.seen().len();
+    let evaluated = kb(&["eval", cases.to_str().unwrap(), "--json"])
+        .await
+        .unwrap();
+    assert!(evaluated.status.success(), "{evaluated:?}");
+    assert_eq!(
+        rerank.seen().len(),
+        before + 1,
+        "the eval question was reranked"
+    );
+    let report: Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+    assert_eq!(report["recall_at_1"], 1.0, "{report}");
+}

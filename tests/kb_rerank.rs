@@ -415,3 +415,36 @@ async fn kb_search_and_kb_eval_are_reranked() {
     let report: Value = serde_json::from_slice(&evaluated.stdout).unwrap();
     assert_eq!(report["recall_at_1"], 1.0, "{report}");
 }
+
+/// With an embeddings provider the question is searched while the model thinks
+/// (prefetch); a tool call asking the same thing gets those hits, reranked once.
+#[tokio::test]
+async fn prefetched_hits_are_reranked_once() {
+    let embed = support::embed_server::EmbedServer::start(64).await;
+    let rerank = RerankServer::start().await;
+    rerank.prefer("语言发育", 0.88);
+    let upstream = Upstream::start(vec![
+        Reply::tool_call(
+            "call_1",
+            "autism_expert",
+            &[&format!("{{\"question\":\"{VAGUE}\"}}")],
+        ),
+        Reply::answer(&["好"]),
+    ])
+    .await;
+    let mut raw = with_rerank(config(&upstream.base_url), &rerank);
+    raw.kb.embeddings.provider = ragstream::kb::config::Provider::Openai;
+    raw.kb.embeddings.base_url = Some(embed.base_url());
+    let server = start(raw).await;
+
+    let events = chat(&server, json!({"content": VAGUE})).await;
+
+    assert_eq!(sources(&events)[0].0, "language");
+    assert_eq!(
+        rerank.seen().len(),
+        1,
+        "one rerank for the prefetch and the call"
+    );
+    let shown = metrics(&server).await;
+    assert!(support::metric(&shown, "ragstream_prefetch_total{outcome=\"hit\"}") >= 1.0);
+}

@@ -77,6 +77,8 @@ async fn the_reranker_picks_the_answer_without_a_model() {
         "the score is the reranker's: {sources:?}"
     );
     assert!((sources[1].1 - OTHER_SCORE).abs() < 1e-6, "{sources:?}");
+    let shown = metrics(&server).await;
+    assert!(support::metric(&shown, "ragstream_kb_rerank_total{outcome=\"ok\"}") >= 1.0);
 
     // The documented request: model, query, the candidates' question and answer, top_n.
     let seen = rerank.seen();
@@ -289,6 +291,11 @@ async fn an_unreachable_reranker_leaves_the_search_order() {
     assert_eq!(last(&events).data["finish_reason"], "did_you_mean");
     let shown = metrics(&server).await;
     assert!(support::metric(&shown, "ragstream_kb_rerank_total{outcome=\"unreachable\"}") >= 1.0);
+    // A reranker that is down costs order, not answers: the instance stays ready.
+    let ready = reqwest::get(format!("{}/readyz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
 }
 
 /// `check-config` as an operator runs it, with the data directory of its own.

@@ -140,7 +140,7 @@ pub struct App {
 /// Opens the knowledge base and builds the engine: everything that can fail
 /// before the server binds and says it is listening.
 pub async fn prepare(config: &Config) -> Result<App, Error> {
-    let kb = open_kb(config).await?.reader();
+    let kb = crate::kb::rerank::wrap(open_kb(config).await?.reader(), &config.kb.rerank)?;
     Ok(App {
         engine: engine(config, &kb)?,
         kb,

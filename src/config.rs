@@ -406,7 +406,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("llm", &[]),
     ("chat", &[]),
     ("tools", &[]),
-    ("kb", &["search", "chunk", "embeddings"]),
+    ("kb", &["search", "chunk", "embeddings", "rerank"]),
 ];
 
 /// A warning for each `RAGSTREAM_` variable that configures nothing because it

@@ -27,6 +27,11 @@ pub const TOOL_CALLS: &str = "ragstream_tool_calls_total";
 pub const UPSTREAM_ERRORS: &str = "ragstream_upstream_errors_total";
 /// Knowledge-base search latency.
 pub const KB_SEARCH: &str = "ragstream_kb_search_seconds";
+/// Rerank-service latency (reranking on only).
+pub const KB_RERANK: &str = "ragstream_kb_rerank_seconds";
+/// Rerank requests by `outcome`: `ok`, or why the search order was kept
+/// (`timeout`, `unreachable`, `http_error`, `malformed`).
+pub const KB_RERANKS: &str = "ragstream_kb_rerank_total";
 /// Requests turned away by access control, by `reason` (`unauthorized`, `rate_limited`).
 pub const REJECTED: &str = "ragstream_rejected_requests_total";
 /// Client addresses the rate limiter tracks.
@@ -93,6 +98,11 @@ fn describe() {
         metrics::Unit::Seconds,
         "knowledge-base search latency"
     );
+    metrics::describe_histogram!(KB_RERANK, metrics::Unit::Seconds, "rerank-service latency");
+    metrics::describe_counter!(
+        KB_RERANKS,
+        "rerank requests by outcome (ok, timeout, unreachable, http_error, malformed)"
+    );
     metrics::describe_counter!(
         REJECTED,
         "requests turned away by access control, by reason"
@@ -105,8 +115,8 @@ fn describe() {
 
 /// Creates every series whose labels are known in advance, at zero: requests
 /// to each of `endpoints` with status 200, streams by outcome, tool calls of
-/// each of `tools` by outcome, upstream errors by kind, prefetches by outcome, the gauge and the
-/// histograms, rejections by reason. Registering a series twice is harmless.
+/// each of `tools` by outcome, upstream errors by kind, prefetches and rerank requests by
+/// outcome, the gauge and the histograms, rejections by reason. Registering a series twice is harmless.
 pub fn register(endpoints: &[&'static str], tools: &[String]) {
     for &endpoint in endpoints {
         metrics::counter!(REQUESTS, "endpoint" => endpoint, "status" => "200").increment(0);
@@ -132,6 +142,9 @@ pub fn register(endpoints: &[&'static str], tools: &[String]) {
     }
     for &outcome in crate::tools::prefetch::OUTCOMES {
         metrics::counter!(PREFETCH, "outcome" => outcome).increment(0);
+    }
+    for &outcome in crate::kb::rerank::OUTCOMES {
+        metrics::counter!(KB_RERANKS, "outcome" => outcome).increment(0);
     }
     for histogram in [TIME_TO_FIRST_BYTE, STREAM_DURATION, KB_SEARCH] {
         let _ = metrics::histogram!(histogram);

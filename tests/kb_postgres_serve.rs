@@ -175,3 +175,58 @@ async fn serve_refuses_to_start_when_the_database_is_down() {
     );
     assert!(!stderr.contains("db-password-secret"), "{stderr}");
 }
+
+/// Issue 11, item 3: reranking sits above the stores, so the PostgreSQL store's hits
+/// are reranked as the embedded store's are.
+#[tokio::test]
+async fn the_postgres_stores_hits_are_reranked() {
+    let embed = EmbedServer::start(DIM).await;
+    let rerank = support::rerank_server::RerankServer::start().await;
+    rerank.prefer("孩子打人、推人怎么办", 0.91);
+    let db = pg::database().await;
+    pg::client(&db)
+        .await
+        .batch_execute(&pg::langchain_js_sql(DIM))
+        .await
+        .unwrap();
+    let url = pg::url(&db);
+    let mut import = ragstream("warn");
+    import.args(["kb", "import", "--quiet", "examples/kb/autism-qa.jsonl"]);
+    postgres_env(&mut import, &url, &embed);
+    let out = Command::from(import).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut command = ragstream("info");
+    command.args([
+        "serve",
+        "--config",
+        "examples/autism.toml",
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    postgres_env(&mut command, &url, &embed);
+    command
+        .env("RAGSTREAM_KB__RERANK__BASE_URL", rerank.base_url())
+        .env("RAGSTREAM_KB__RERANK__MODEL", "bge-reranker-v2-m3");
+    let mut command = Command::from(command);
+    command.stderr(Stdio::piped()).kill_on_drop(true);
+    let p = Process::start(command).await;
+
+    let (status, found) = search(&p, QUESTION).await;
+    assert_eq!(status, 200, "{found}");
+    let top = &found["hits"][0];
+    assert_eq!(top["id"], "aggression", "{found}");
+    assert!(
+        (top["score"].as_f64().unwrap() - 0.91).abs() < 1e-6,
+        "{found}"
+    );
+    assert!(
+        top["reranked_from"]["rank"].as_u64().unwrap() > 1,
+        "{found}"
+    );
+    assert_eq!(rerank.seen()[0].body["query"], QUESTION);
+}

@@ -253,7 +253,8 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
             let mut params = cfg.search_params();
             params.top_k = top_k.unwrap_or(params.top_k);
             params.min_score = min_score.unwrap_or(params.min_score);
-            let hits = store.search_detailed(&query, &params).await?;
+            let reader = super::rerank::wrap(store.reader(), &cfg.rerank)?;
+            let hits = reader.search_detailed(&query, &params).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&hits)?)?;
                 return Ok(());
@@ -262,9 +263,13 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
                 writeln!(out, "no hits at or above min_score {}", params.min_score)?;
             }
             for d in hits {
+                let reranked = d
+                    .reranked_from
+                    .map(|f| format!("  reranked from {}. [{:.3}]", f.rank, f.score))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "{}. [{:.3}] {}  ({}, {})",
+                    "{}. [{:.3}] {}  ({}, {}){reranked}",
                     d.rank, d.hit.score, d.hit.title, d.hit.id, d.hit.source
                 )?;
                 let body = d.hit.answer.as_deref().unwrap_or(&d.hit.text);
@@ -282,7 +287,8 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
             let cases = eval::load(&file)?;
             let mut params: SearchParams = cfg.search_params();
             params.min_score = min_score.unwrap_or(params.min_score);
-            let report = eval::run(store.reader().as_ref(), &cases, k, &params).await?;
+            let reader = super::rerank::wrap(store.reader(), &cfg.rerank)?;
+            let report = eval::run(reader.as_ref(), &cases, k, &params).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
                 return Ok(());

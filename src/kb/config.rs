@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::SearchParams;
+pub use super::rerank::config::RerankConfig;
 pub use super::store::postgres::config::PostgresConfig;
 use crate::secret::Secret;
 
@@ -25,6 +26,8 @@ pub struct KbConfig {
     pub chunk: ChunkConfig,
     /// How many hits a search returns and how much text they carry.
     pub search: SearchConfig,
+    /// The optional rerank service that reorders search hits (off while unset).
+    pub rerank: RerankConfig,
     /// Extra jieba dictionary (`WORD [FREQ] [TAG]` per line), on top of the built-in one.
     pub user_dictionary: Option<PathBuf>,
     /// Synonym groups for queries (equivalent terms separated by spaces, one group a line).
@@ -42,6 +45,7 @@ impl Default for KbConfig {
             embeddings: EmbeddingsConfig::default(),
             chunk: ChunkConfig::default(),
             search: SearchConfig::default(),
+            rerank: RerankConfig::default(),
             user_dictionary: None,
             synonyms: None,
             sample: PathBuf::from("examples/kb/autism-qa.jsonl"),
@@ -58,6 +62,7 @@ impl fmt::Debug for KbConfig {
             .field("embeddings", &self.embeddings)
             .field("chunk", &self.chunk)
             .field("search", &self.search)
+            .field("rerank", &self.rerank)
             .field("user_dictionary", &self.user_dictionary)
             .field("synonyms", &self.synonyms)
             .field("sample", &self.sample)
@@ -103,6 +108,12 @@ impl KbConfig {
                 search.min_score
             ));
         }
+        if !(0.0..1.0).contains(&search.vector_floor) {
+            problems.push(format!(
+                "kb.search.vector_floor {} must be at least 0 and below 1",
+                search.vector_floor
+            ));
+        }
         if search.top_k == 0 {
             problems.push("kb.search.top_k must be at least 1".into());
         }
@@ -121,6 +132,7 @@ impl KbConfig {
             }
         }
         problems.extend(self.embeddings.problems());
+        problems.extend(self.rerank.problems(search.top_k));
         if self.store == StoreKind::Postgres {
             problems.extend(self.postgres.problems());
             if self.embeddings.provider == Provider::None {
@@ -304,6 +316,10 @@ pub struct SearchConfig {
     pub rrf_k: f32,
     /// How many candidates each ranking (full-text, vector) contributes to the fusion.
     pub candidates: usize,
+    /// The cosine similarity unrelated texts reach with the embedding model: vector
+    /// matches at or below it are ignored, above it their evidence is
+    /// `(cosine − floor) / (1 − floor)` (hybrid mode only).
+    pub vector_floor: f32,
 }
 
 impl Default for SearchConfig {
@@ -314,6 +330,7 @@ impl Default for SearchConfig {
             max_context_chars: 4000,
             rrf_k: 60.0,
             candidates: 50,
+            vector_floor: 0.5,
         }
     }
 }

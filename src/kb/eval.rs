@@ -269,6 +269,7 @@ mod tests {
                     vector_rank: None,
                     vector_score: None,
                     rrf_score: 0.0,
+                    reranked_from: None,
                     tags: Vec::new(),
                 })
                 .collect())

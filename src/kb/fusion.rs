@@ -9,6 +9,10 @@
 //! Rows are named by a key of the store's choosing (a SQLite rowid, a PostgreSQL id as
 //! text); the rankings give, per row, its key and its evidence (0..=1 full text, cosine
 //! for vectors).
+//!
+//! A raw cosine is no evidence: embedding models give unrelated texts a similarity well
+//! above 0. Vector matches at or below `kb.search.vector_floor` take no part in the
+//! fusion, and above it their evidence is [`score::vector_evidence`] (issue 11, item 6).
 
 use crate::kb::score;
 
@@ -23,6 +27,8 @@ pub struct Candidate<K> {
     pub vector_rank: Option<usize>,
     /// Cosine similarity, if known.
     pub vector_score: Option<f32>,
+    /// The vector evidence: how far the similarity rises above the floor, 0..=1.
+    pub vector_evidence: f32,
     /// Fused value.
     pub rrf: f32,
 }
@@ -31,8 +37,14 @@ impl<K> Candidate<K> {
     /// The evidence for the hit: the better of full text and vector.
     pub fn evidence(&self) -> f32 {
         let text = self.fulltext.map_or(0.0, |(_, s)| s);
-        let vector = self.vector_score.unwrap_or(0.0).max(0.0);
-        text.max(vector)
+        text.max(self.vector_evidence)
+    }
+
+    /// Records the cosine similarity of a row the vector ranking did not list (for
+    /// the evidence, and to show it), counted above `floor` as in [`fuse`].
+    pub fn set_cosine(&mut self, cosine: f32, floor: f32) {
+        self.vector_score = Some(cosine);
+        self.vector_evidence = score::vector_evidence(cosine, floor);
     }
 
     /// The score `min_score` compares against, given the best fused value.
@@ -42,11 +54,13 @@ impl<K> Candidate<K> {
 }
 
 /// Fuses the rankings (`(key, evidence)`, best first) by reciprocal rank fusion, best
-/// first.
+/// first. Vector matches at or below `vector_floor` (the rest of the ranking, since it
+/// is best first) take no part.
 pub fn fuse<K: PartialEq>(
     text: impl IntoIterator<Item = (K, f32)>,
     near: impl IntoIterator<Item = (K, f32)>,
     k: f32,
+    vector_floor: f32,
 ) -> Vec<Candidate<K>> {
     let mut out: Vec<Candidate<K>> = Vec::new();
     for (i, (key, score)) in text.into_iter().enumerate() {
@@ -55,22 +69,29 @@ pub fn fuse<K: PartialEq>(
             fulltext: Some((i + 1, score)),
             vector_rank: None,
             vector_score: None,
+            vector_evidence: 0.0,
             rrf: 1.0 / (k + (i + 1) as f32),
         });
     }
-    for (i, (key, score)) in near.into_iter().enumerate() {
+    let above = near
+        .into_iter()
+        .take_while(|(_, cosine)| *cosine > vector_floor);
+    for (i, (key, cosine)) in above.enumerate() {
         let rrf = 1.0 / (k + (i + 1) as f32);
+        let evidence = score::vector_evidence(cosine, vector_floor);
         match out.iter_mut().find(|c| c.key == key) {
             Some(c) => {
                 c.vector_rank = Some(i + 1);
-                c.vector_score = Some(score);
+                c.vector_score = Some(cosine);
+                c.vector_evidence = evidence;
                 c.rrf += rrf;
             }
             None => out.push(Candidate {
                 key,
                 fulltext: None,
                 vector_rank: Some(i + 1),
-                vector_score: Some(score),
+                vector_score: Some(cosine),
+                vector_evidence: evidence,
                 rrf,
             }),
         }
@@ -86,7 +107,7 @@ mod tests {
 
     #[test]
     fn rows_in_both_rankings_rise_above_rows_in_one() {
-        let fused = fuse([(1, 0.9), (2, 0.8)], [(2, 0.7), (3, 0.6)], 60.0);
+        let fused = fuse([(1, 0.9), (2, 0.8)], [(2, 0.7), (3, 0.6)], 60.0, 0.0);
         let order: Vec<i64> = fused.iter().map(|c| c.key).collect();
         assert_eq!(order, [2, 1, 3]);
         assert!((fused[0].rrf - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
@@ -96,14 +117,34 @@ mod tests {
 
     #[test]
     fn the_score_is_the_better_evidence_scaled_by_the_fused_rank() {
-        let fused = fuse([(1, 0.3), (2, 0.9)], [(1, 0.8), (3, -0.2)], 60.0);
+        let fused = fuse([(1, 0.3), (2, 0.9)], [(1, 0.8), (3, -0.2)], 60.0, 0.0);
         let best = fused[0].rrf;
         assert_eq!(fused[0].key, 1);
         assert!((fused[0].score(best) - 0.8).abs() < 1e-6);
         // Row 2: evidence 0.9, but second in one ranking only.
         let second = fused[1].score(best);
         assert!(second < 0.9 * 0.6 && second > 0.0, "{second}");
-        assert_eq!(fused[2].score(best), 0.0);
+        // Row 3: a negative similarity is no match.
+        assert_eq!(fused.len(), 2);
+    }
+
+    // Issue 11, item 6: a model's background similarity must not let an unrelated
+    // question through, nor reorder the full-text hits.
+    #[test]
+    fn vector_matches_at_or_below_the_floor_neither_rank_nor_count() {
+        let fused = fuse([(1, 0.3), (2, 0.2)], [(2, 0.45), (3, 0.4)], 60.0, 0.5);
+        let order: Vec<i64> = fused.iter().map(|c| c.key).collect();
+        assert_eq!(order, [1, 2], "the full-text order stands");
+        assert_eq!(fused[1].vector_rank, None);
+        assert_eq!(fused[1].evidence(), 0.2);
+
+        let mut fused = fuse([(1, 0.3)], [(2, 0.75), (1, 0.45)], 60.0, 0.5);
+        assert_eq!(fused[0].key, 1, "ranked equally, full text first");
+        assert_eq!(fused[0].vector_rank, None);
+        assert_eq!(fused[1].key, 2);
+        assert!((fused[1].evidence() - 0.5).abs() < 1e-6);
+        fused[0].set_cosine(0.9, 0.5);
+        assert!((fused[0].evidence() - 0.8).abs() < 1e-6);
     }
 
     #[test]
@@ -112,6 +153,7 @@ mod tests {
             [("a".to_owned(), 0.5)],
             [("b".to_owned(), 0.9), ("a".to_owned(), 0.4)],
             60.0,
+            0.0,
         );
         assert_eq!(fused[0].key, "a");
         assert_eq!(fused[0].vector_rank, Some(2));

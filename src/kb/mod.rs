@@ -25,6 +25,7 @@ pub mod eval;
 pub mod formats;
 pub mod fusion;
 pub mod import;
+pub mod rerank;
 pub mod score;
 pub mod seed;
 pub mod segment;
@@ -100,8 +101,21 @@ pub struct DetailedHit {
     pub vector_score: Option<f32>,
     /// Reciprocal-rank-fusion value that ordered the hits.
     pub rrf_score: f32,
+    /// The rank and score the search gave the hit, when a rerank service reordered
+    /// it (`hit.score` is then the service's relevance score; see [`rerank`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reranked_from: Option<RerankedFrom>,
     /// Tags of the document.
     pub tags: Vec<String>,
+}
+
+/// Where a reranked hit stood before reranking.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RerankedFrom {
+    /// Position in the search's ranking, from 1.
+    pub rank: usize,
+    /// The search's score (0..=1, the calibrated retrieval score).
+    pub score: f32,
 }
 
 /// Searches `kb` and records the latency metric.

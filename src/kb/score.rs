@@ -10,6 +10,8 @@
 //!   [`SYNONYM`] when it contains only a synonym, and [`CHARS`] × the share of the
 //!   word's character bigrams it contains otherwise;
 //! - the **evidence** is the IDF-weighted mean credit (1 only when every term occurs);
+//! - in hybrid mode a vector match is evidence only above `kb.search.vector_floor`
+//!   ([`vector_evidence`]), and the hit's evidence is the larger of the two;
 //! - the **score** is the evidence times the hit's fused rank value relative to the
 //!   best hit's ([`combine`]): hits further down get less, so different hits get
 //!   different scores.
@@ -58,6 +60,17 @@ pub fn chars_credit(bigrams: usize, found: usize) -> f32 {
     CHARS * found.min(bigrams) as f32 / bigrams as f32
 }
 
+/// The evidence of a vector match: how far its cosine similarity rises above
+/// `floor`, the similarity unrelated texts reach with the embedding model
+/// (`kb.search.vector_floor`): `(cosine − floor) / (1 − floor)`, 0 at or below it.
+/// Raw cosines are not evidence: with many models unrelated texts score 0.3 or more.
+pub fn vector_evidence(cosine: f32, floor: f32) -> f32 {
+    if cosine.is_nan() || cosine <= floor || floor >= 1.0 {
+        return 0.0;
+    }
+    ((cosine - floor) / (1.0 - floor)).clamp(0.0, 1.0)
+}
+
 /// The score of a hit: its evidence, scaled by its fused rank value relative to the
 /// best hit's (`rrf / best_rrf`, 1 for the best hit).
 pub fn combine(evidence: f32, rrf: f32, best_rrf: f32) -> f32 {
@@ -102,5 +115,16 @@ mod tests {
         assert_eq!(combine(1.0, 2.0, 1.0), 1.0);
         assert_eq!(chars_credit(2, 1), CHARS / 2.0);
         assert_eq!(chars_credit(0, 0), 0.0);
+    }
+
+    #[test]
+    fn vector_similarity_counts_only_above_the_floor() {
+        assert_eq!(vector_evidence(0.45, 0.5), 0.0);
+        assert_eq!(vector_evidence(0.5, 0.5), 0.0);
+        assert!((vector_evidence(0.75, 0.5) - 0.5).abs() < 1e-6);
+        assert_eq!(vector_evidence(1.0, 0.5), 1.0);
+        assert!((vector_evidence(0.8, 0.0) - 0.8).abs() < 1e-6);
+        assert_eq!(vector_evidence(-0.2, 0.0), 0.0);
+        assert_eq!(vector_evidence(f32::NAN, 0.5), 0.0);
     }
 }

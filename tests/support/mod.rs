@@ -8,6 +8,7 @@ pub mod kb;
 pub mod logs;
 pub mod pg;
 pub mod process;
+pub mod rerank_server;
 pub mod upstream;
 
 use std::time::Duration;

@@ -8,7 +8,10 @@
 //! Score (what `min_score` compares against, 0..=1, see [`crate::kb::score`]):
 //! - full-text evidence: the IDF-weighted share of the query's words the hit contains
 //!   (synonyms and shared character bigrams earn part credit);
-//! - vector evidence: cosine similarity of the query and hit vectors (negative is 0);
+//! - vector evidence: how far the cosine similarity of the query and hit vectors rises
+//!   above `search.vector_floor` ([`crate::kb::score::vector_evidence`]); vector matches
+//!   at or below the floor are not in the vector ranking at all, so a model's background
+//!   similarity neither reorders the full-text hits nor lets an unrelated question through;
 //! - `Hit.score` is the evidence (full text alone, or in hybrid mode the larger of the
 //!   two) times the hit's fused value relative to the best hit's.
 
@@ -95,11 +98,14 @@ impl Store {
             text.iter().map(|m| (m.rowid, m.score)),
             near.iter().map(|m| (m.rowid, m.score)),
             cfg.rrf_k,
+            cfg.vector_floor,
         );
         if let Some(v) = vector.as_deref() {
             for c in &mut candidates {
                 if c.vector_score.is_none() {
-                    c.vector_score = index.cosine(v, c.key);
+                    if let Some(cosine) = index.cosine(v, c.key) {
+                        c.set_cosine(cosine, cfg.vector_floor);
+                    }
                 }
             }
         }
@@ -143,6 +149,7 @@ fn detailed(c: &Candidate<i64>, row: Row, rank: usize, best_rrf: f32) -> Detaile
         vector_rank: c.vector_rank,
         vector_score: c.vector_score,
         rrf_score: c.rrf,
+        reranked_from: None,
         tags: doc.tags,
     }
 }

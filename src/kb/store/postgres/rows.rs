@@ -141,6 +141,7 @@ pub fn hit(f: Fields, similarity: f32, rank: usize, rrf_k: f32) -> DetailedHit {
         vector_rank: Some(rank),
         vector_score: Some(similarity),
         rrf_score: 1.0 / (rrf_k + rank as f32),
+        reranked_from: None,
         tags: f.tags,
     }
 }

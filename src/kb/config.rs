@@ -30,8 +30,12 @@ pub struct KbConfig {
     pub rerank: RerankConfig,
     /// Extra jieba dictionary (`WORD [FREQ] [TAG]` per line), on top of the built-in one.
     pub user_dictionary: Option<PathBuf>,
-    /// Synonym groups for queries (equivalent terms separated by spaces, one group a line).
+    /// Synonym groups for queries (equivalent terms separated by spaces, one group a line),
+    /// on top of the built-in ones.
     pub synonyms: Option<PathBuf>,
+    /// Whether queries are expanded with the built-in Chinese synonym groups (derived from
+    /// the Chinese Open Wordnet, `resources/cow/`).
+    pub builtin_synonyms: bool,
     /// Knowledge base imported by `serve` when the store is empty.
     pub sample: PathBuf,
 }
@@ -48,6 +52,7 @@ impl Default for KbConfig {
             rerank: RerankConfig::default(),
             user_dictionary: None,
             synonyms: None,
+            builtin_synonyms: true,
             sample: PathBuf::from("examples/kb/autism-qa.jsonl"),
         }
     }
@@ -65,6 +70,7 @@ impl fmt::Debug for KbConfig {
             .field("rerank", &self.rerank)
             .field("user_dictionary", &self.user_dictionary)
             .field("synonyms", &self.synonyms)
+            .field("builtin_synonyms", &self.builtin_synonyms)
             .field("sample", &self.sample)
             .finish()
     }

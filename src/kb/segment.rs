@@ -17,7 +17,7 @@ use jieba_rs::{Jieba, TokenizeMode};
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 use super::Error;
-use super::synonyms::Synonyms;
+use super::synonyms::{self, Synonyms};
 
 /// The dictionary compiled into the binary (`examples/kb/userdict.txt`).
 pub const BUILTIN_DICTIONARY: &str = include_str!("../../examples/kb/userdict.txt");
@@ -146,13 +146,21 @@ const FILLER: &[&str] = &[
     "should",
 ];
 
+/// The most synonyms a query word is searched with (operator groups first, then the
+/// built-in ones): a word in many synsets (训练 is in six) would otherwise add dozens
+/// of clauses to every query, each a posting list to read.
+const MAX_SYNONYMS: usize = 8;
+
 /// One word of a query with what may stand in for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryTerm {
     /// The word, as the index has it.
     pub word: String,
-    /// Equivalent words from the synonym groups.
+    /// Equivalent words from the operator's synonym groups (`kb.synonyms`).
     pub synonyms: Vec<String>,
+    /// Related words from the built-in groups (the Chinese Open Wordnet), weighted below
+    /// `synonyms`: a general-language synset mixes senses, so a match through it is less sure.
+    pub related: Vec<String>,
     /// The word's character bigrams (none for one-character words).
     pub bigrams: Vec<String>,
     /// The word's Han characters.
@@ -174,8 +182,10 @@ pub struct Segmenter {
     jieba: Arc<OnceLock<Jieba>>,
     /// The user words, checked, waiting to be added on load.
     user_words: Arc<Vec<UserWord>>,
-    /// Synonym groups for query expansion.
+    /// The operator's synonym groups (`kb.synonyms`) for query expansion.
     synonyms: Arc<Synonyms>,
+    /// Whether queries are also expanded with the built-in groups ([`synonyms::builtin`]).
+    builtin_synonyms: bool,
 }
 
 /// One `WORD [FREQ] [TAG]` line of a user dictionary.
@@ -202,7 +212,9 @@ impl Segmenter {
         Self::with_synonyms(extra, Synonyms::default())
     }
 
-    /// [`Segmenter::new`] with synonym groups for queries; their terms are kept whole.
+    /// [`Segmenter::new`] with an operator's synonym groups for queries, on top of the
+    /// built-in ones; their terms are kept whole (the built-in terms are not added to the
+    /// dictionary: they would change how every indexed text is cut).
     pub fn with_synonyms(extra: Option<&Path>, synonyms: Synonyms) -> Result<Self, Error> {
         let mut user_words = parse_words(BUILTIN_DICTIONARY, "built-in user dictionary")?;
         if let Some(path) = extra {
@@ -227,7 +239,41 @@ impl Segmenter {
             jieba: Arc::new(OnceLock::new()),
             user_words: Arc::new(user_words),
             synonyms: Arc::new(synonyms),
+            builtin_synonyms: true,
         })
+    }
+
+    /// Turns expansion with the built-in synonym groups on or off (`kb.builtin_synonyms`).
+    pub fn builtin_synonyms(mut self, on: bool) -> Self {
+        self.builtin_synonyms = on;
+        self
+    }
+
+    /// The words that may stand in for `word`: the operator's synonyms and the built-in
+    /// related words, without repeats or words of the query itself, at most
+    /// [`MAX_SYNONYMS`] together (the operator's first).
+    fn synonyms_of(&self, word: &str, query: &[String]) -> (Vec<String>, Vec<String>) {
+        let fresh = |s: &str, taken: &[String]| {
+            !query.iter().any(|w| w == s) && !taken.iter().any(|o| o == s)
+        };
+        let mut synonyms: Vec<String> = Vec::new();
+        for s in self.synonyms.of(word) {
+            if synonyms.len() < MAX_SYNONYMS && fresh(s, &synonyms) {
+                synonyms.push(s.to_owned());
+            }
+        }
+        let mut related: Vec<String> = Vec::new();
+        if self.builtin_synonyms {
+            for s in synonyms::builtin().of(word) {
+                if synonyms.len() + related.len() < MAX_SYNONYMS
+                    && fresh(s, &synonyms)
+                    && fresh(s, &related)
+                {
+                    related.push(s.to_owned());
+                }
+            }
+        }
+        (synonyms, related)
     }
 
     /// The dictionary, loading it on first use.
@@ -293,14 +339,10 @@ impl Segmenter {
         kept.into_iter()
             .map(|word| {
                 let chars: Vec<char> = word.chars().filter(|c| is_han(*c)).collect();
+                let (synonyms, related) = self.synonyms_of(word, &words);
                 QueryTerm {
-                    synonyms: self
-                        .synonyms
-                        .of(word)
-                        .into_iter()
-                        .filter(|s| !words.iter().any(|w| w == s))
-                        .map(str::to_owned)
-                        .collect(),
+                    synonyms,
+                    related,
                     bigrams: chars.windows(2).map(|p| p.iter().collect()).collect(),
                     unigrams: chars.iter().map(char::to_string).collect(),
                     word: word.clone(),
@@ -490,6 +532,16 @@ mod tests {
     }
 
     #[test]
+    fn the_abbreviation_ganshou_stays_whole_inside_a_question() {
+        // Without 感统 in the built-in dictionary jieba cuts 上感统课 into 上感/统/课
+        // (上感 is a dictionary word), and 感统 meets nothing (issue 11).
+        let words = segmenter().words("每周上感统课有用吗");
+        assert!(words.contains(&"感统".to_owned()), "{words:?}");
+        let words = segmenter().words("感统训练");
+        assert!(words.contains(&"感统".to_owned()), "search mode: {words:?}");
+    }
+
+    #[test]
     fn han_text_is_cut_into_words_not_one_token_per_run() {
         let words = segmenter().words("孩子有刻板行为");
         assert!(words.contains(&"孩子".to_owned()), "{words:?}");
@@ -561,6 +613,26 @@ mod tests {
         assert_eq!(terms[0].synonyms, ["撞头"]);
         assert_eq!(terms[0].bigrams, ["撞墙"]);
         assert_eq!(terms[0].unigrams, ["撞", "墙"]);
+    }
+
+    #[test]
+    fn builtin_synonyms_expand_queries_after_the_operator_ones_and_can_be_turned_off() {
+        let mut groups = Synonyms::default();
+        groups.add("医生 医护\n", "t").unwrap();
+        let s = Segmenter::with_synonyms(None, groups).unwrap();
+        let terms = s.analyze("医生");
+        // The operator's synonym, then the Chinese Open Wordnet's related words (医师, 大夫).
+        assert_eq!(terms[0].synonyms, ["医护"]);
+        assert!(terms[0].related.contains(&"大夫".to_owned()), "{terms:?}");
+        // 训练 is in six synsets: the expansion is capped.
+        let training = &s.analyze("训练")[0];
+        assert_eq!(training.related.len(), MAX_SYNONYMS, "{training:?}");
+        let off = s.clone().builtin_synonyms(false);
+        let terms = off.analyze("医生");
+        assert_eq!(
+            (terms[0].synonyms.as_slice(), terms[0].related.len()),
+            (&["医护".to_owned()][..], 0)
+        );
     }
 
     #[test]

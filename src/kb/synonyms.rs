@@ -1,13 +1,40 @@
 //! Synonyms for query expansion: groups of equivalent terms, one group a line.
 //!
-//! An operator names a file with `kb.synonyms` (the sample's is
-//! `examples/kb/synonyms.txt`: 娃/孩子/宝宝, 撞头/撞墙, …). A query word found in a
-//! group is searched for with the group's other words too, weighted below the word itself.
+//! Two sources, both in this format:
+//! - the built-in groups ([`builtin`]), derived from the Chinese Open Wordnet
+//!   (`resources/cow/`, licence and provenance in its README), compiled into the binary
+//!   and parsed once, on the first query that needs them, then shared;
+//! - an operator's file named with `kb.synonyms` (the sample's is
+//!   `examples/kb/synonyms.txt`: 娃/孩子/宝宝, 撞头/撞墙, …), added on top.
+//!
+//! A query word found in a group is searched for with the group's other words too,
+//! weighted below the word itself.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use crate::kb::{Error, ImportError, StoreError};
+
+/// The built-in groups (`resources/cow/synonyms.txt`, derived from the Chinese Open
+/// Wordnet by `scripts/derive-cow-synonyms`).
+pub const BUILTIN: &str = include_str!("../../resources/cow/synonyms.txt");
+
+/// The built-in groups, parsed on first use and shared by every store and segmenter
+/// (about 11,700 groups; parsing them costs a few milliseconds, once).
+pub fn builtin() -> &'static Synonyms {
+    static PARSED: OnceLock<Synonyms> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        let mut synonyms = Synonyms::default();
+        // The file is checked by a test; should it ever fail to parse, searching
+        // without it beats failing every query.
+        if let Err(err) = synonyms.add(BUILTIN, "resources/cow/synonyms.txt") {
+            tracing::error!(%err, "built-in synonyms unusable; searching without them");
+            synonyms = Synonyms::default();
+        }
+        synonyms
+    })
+}
 
 /// Groups of equivalent terms, indexed by term.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +133,18 @@ mod tests {
             .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("my.txt") && msg.contains('2'), "{msg}");
+    }
+
+    #[test]
+    fn the_builtin_groups_parse_and_hold_everyday_equivalents() {
+        let cow = builtin();
+        assert!(cow.of("孩子").contains(&"小孩"), "{:?}", cow.of("孩子"));
+        assert!(cow.of("失眠").contains(&"失眠症"), "{:?}", cow.of("失眠"));
+        assert!(cow.of("医生").contains(&"大夫"), "{:?}", cow.of("医生"));
+        // Single characters are too ambiguous to stand in for one another.
+        assert!(cow.of("打").is_empty(), "{:?}", cow.of("打"));
+        assert!(cow.terms().all(|t| t.chars().count() >= 2));
+        assert!(std::ptr::eq(cow, builtin()), "parsed once, shared");
     }
 
     #[test]

@@ -32,6 +32,8 @@ const CHAR_TOKENIZER: &str = "han_chars";
 const TITLE_BOOST: f32 = 1.5;
 /// Weight of a synonym of a query word, relative to the word itself.
 const SYNONYM_BOOST: f32 = 0.6;
+/// Weight of a built-in related word (Chinese Open Wordnet), relative to the word itself.
+const RELATED_BOOST: f32 = 0.3;
 /// Weight of a character bigram of a query word.
 const BIGRAM_BOOST: f32 = 0.3;
 /// Weight of a single character of a query word.
@@ -268,17 +270,30 @@ impl FullText {
         let mut clauses = Clauses::default();
         let mut idfs = Vec::with_capacity(terms.len());
         for term in &terms {
-            let doc_freq = searcher
-                .doc_freq(&Term::from_field_text(f.text, &term.word))
-                .map_err(ft)?;
-            // A word the base has never seen still weighs: a hit that matches only the
-            // common words of a question is a weak hit.
+            // A term weighs as much as the concept it stands for is rare: its own
+            // documents or, when a synonym is more common, the synonym's (宝宝 weighs as
+            // little as 孩子). A word the base has never seen, with no synonym in it,
+            // weighs the most: a hit matching only the common words of a question is weak.
+            let mut doc_freq = 0;
+            for word in std::iter::once(&term.word)
+                .chain(&term.synonyms)
+                .chain(&term.related)
+            {
+                let n = searcher
+                    .doc_freq(&Term::from_field_text(f.text, word))
+                    .map_err(ft)?;
+                doc_freq = doc_freq.max(n);
+            }
             idfs.push(score::idf(doc_freq, total));
             clauses.add(f.text, &term.word, 1.0);
             clauses.add(f.title, &term.word, TITLE_BOOST);
             for synonym in &term.synonyms {
                 clauses.add(f.text, synonym, SYNONYM_BOOST);
                 clauses.add(f.title, synonym, SYNONYM_BOOST * TITLE_BOOST);
+            }
+            for related in &term.related {
+                clauses.add(f.text, related, RELATED_BOOST);
+                clauses.add(f.title, related, RELATED_BOOST * TITLE_BOOST);
             }
             for bigram in &term.bigrams {
                 clauses.add(f.chars, bigram, BIGRAM_BOOST);
@@ -319,7 +334,8 @@ impl FullText {
     }
 
     /// For each hit, the credit it earns for each query term: the word in the title,
-    /// else in the body, else a synonym, else the share of the word's bigrams it contains.
+    /// else in the body, else a synonym, else a built-in related word, else the share of
+    /// the word's bigrams it contains.
     fn credits(
         &self,
         searcher: &Searcher,
@@ -340,6 +356,12 @@ impl FullText {
                     synonym[i] |= found;
                 }
             }
+            let mut related = vec![false; hits.len()];
+            for s in &term.related {
+                for (i, found) in has(f.text, s)?.into_iter().enumerate() {
+                    related[i] |= found;
+                }
+            }
             let mut bigrams = vec![0usize; hits.len()];
             for b in &term.bigrams {
                 for (i, found) in has(f.chars, b)?.into_iter().enumerate() {
@@ -353,6 +375,8 @@ impl FullText {
                     score::BODY
                 } else if synonym[i] {
                     score::SYNONYM
+                } else if related[i] {
+                    score::RELATED
                 } else {
                     score::chars_credit(term.bigrams.len(), bigrams[i])
                 };

@@ -119,7 +119,8 @@ impl Store {
         // Looked at before `connect`, which would create an empty database.
         let db_size = std::fs::metadata(&db_path).ok().map(|m| m.len());
         let synonyms = Synonyms::load(cfg.synonyms.as_deref())?;
-        let segmenter = Segmenter::with_synonyms(cfg.user_dictionary.as_deref(), synonyms)?;
+        let segmenter = Segmenter::with_synonyms(cfg.user_dictionary.as_deref(), synonyms)?
+            .builtin_synonyms(cfg.builtin_synonyms);
         let opened = FullText::open(&fulltext_dir, segmenter.clone());
         let indexed = opened
             .as_ref()

@@ -177,8 +177,10 @@ async fn compare_postgres(
     embedded: &Store,
     params: &SearchParams,
 ) {
-    let mut cfg = KbConfig::default();
-    cfg.store = StoreKind::Postgres;
+    let mut cfg = KbConfig {
+        store: StoreKind::Postgres,
+        ..KbConfig::default()
+    };
     cfg.postgres.url = Some(url.to_owned().into());
     cfg.postgres.query_function = String::new();
     cfg.embeddings.dimensions = Some(args.dim);

@@ -1,7 +1,8 @@
 //! Knowledge-base benchmark: import speed, full-text and hybrid search latency.
 //!
 //! ```sh
-//! cargo run --release --example kb_bench -- [--chunks 100000] [--dim 1024] [--queries 500]
+//! cargo run --release --example kb_bench -- [--chunks 100000] [--dim 1024] [--queries 500] \
+//!     [--postgres postgres://user@127.0.0.1:5432/db --runs 3]
 //! ```
 //!
 //! 1. Generates `--chunks` Markdown sections of Chinese text (about 150–250 characters
@@ -13,6 +14,12 @@
 //!    searches with the query vector given: p50 / p99, plus the recall@10 of the
 //!    vector index against an exact scan.
 //!
+//! 5. With `--postgres URL` (an empty database with pgvector; `bench/kb_bench_pg.sh`
+//!    starts a throwaway cluster and drops it afterwards): the same files are imported
+//!    with the same embedder into LangChain's table, `kb migrate` builds the HNSW index, and
+//!    the same queries run `--runs` times on each store, hybrid (query vector given)
+//!    and full text only, one after the other: p50 / p99 per run, and the load average.
+//!
 //! Results go to stdout as Markdown rows for BENCHMARKS.md.
 
 #[path = "kb_gen.rs"]
@@ -22,10 +29,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kb_gen::{Lcg, LocalEmbedder, fake_vector, generate, vocabulary};
-use ragstream::kb::config::{EmbeddingsConfig, KbConfig};
+use ragstream::kb::config::{EmbeddingsConfig, KbConfig, StoreKind};
 use ragstream::kb::embed::Embeddings;
 use ragstream::kb::import::{Options, Silent};
-use ragstream::kb::{KnowledgeBaseAdmin, SearchParams, Store};
+use ragstream::kb::store::postgres;
+use ragstream::kb::{KnowledgeBase, KnowledgeBaseAdmin, SearchParams, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Command-line settings.
@@ -36,6 +44,10 @@ struct Args {
     dim: usize,
     /// Queries per measurement.
     queries: usize,
+    /// A PostgreSQL database to measure beside the embedded store.
+    postgres: Option<String>,
+    /// Measurement runs per store in the PostgreSQL comparison.
+    runs: usize,
 }
 
 fn parse_args() -> Args {
@@ -43,9 +55,15 @@ fn parse_args() -> Args {
         chunks: 100_000,
         dim: 1024,
         queries: 500,
+        postgres: None,
+        runs: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--postgres" {
+            args.postgres = Some(it.next().expect("--postgres needs a URL"));
+            continue;
+        }
         let value: usize = it
             .next()
             .and_then(|v| v.parse().ok())
@@ -54,7 +72,10 @@ fn parse_args() -> Args {
             "--chunks" => args.chunks = value,
             "--dim" => args.dim = value,
             "--queries" => args.queries = value,
-            other => panic!("unknown flag {other}; use --chunks, --dim, --queries"),
+            "--runs" => args.runs = value.max(1),
+            other => {
+                panic!("unknown flag {other}; use --chunks, --dim, --queries, --postgres, --runs")
+            }
         }
     }
     args
@@ -98,6 +119,174 @@ async fn import(store: &Store, dir: &Path) -> (usize, Duration) {
         .await
         .expect("import");
     (report.added, start.elapsed())
+}
+
+/// The 1-minute load average, from /proc/loadavg.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Times `n` async searches (after 20 warm-up ones), sorted.
+async fn measure_async<F, Fut>(n: usize, mut f: F) -> Vec<Duration>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for i in 0..n.min(20) {
+        f(i).await;
+    }
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        f(i).await;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times
+}
+
+/// "p50 / p99" of sorted times.
+fn p50_p99(t: &[Duration]) -> String {
+    format!("{} / {}", ms(percentile(t, 0.5)), ms(percentile(t, 0.99)))
+}
+
+/// min / median / max of the runs' p50s.
+fn spread(runs: &[Vec<Duration>]) -> String {
+    let mut p50: Vec<Duration> = runs.iter().map(|t| percentile(t, 0.5)).collect();
+    p50.sort();
+    format!(
+        "{} / **{}** / {}",
+        ms(p50[0]),
+        ms(p50[p50.len() / 2]),
+        ms(p50[p50.len() - 1])
+    )
+}
+
+/// Imports `input` into the PostgreSQL database at `url` and measures both stores,
+/// `runs` times each, on the same queries and vectors; prints Markdown rows.
+#[allow(clippy::too_many_arguments)]
+async fn compare_postgres(
+    url: &str,
+    args: &Args,
+    input: &Path,
+    queries: &[String],
+    vectors: &[Vec<f32>],
+    embedded: &Store,
+    params: &SearchParams,
+) {
+    let mut cfg = KbConfig {
+        store: StoreKind::Postgres,
+        ..KbConfig::default()
+    };
+    cfg.postgres.url = Some(url.to_owned().into());
+    cfg.postgres.query_function = String::new();
+    cfg.embeddings.dimensions = Some(args.dim);
+    // LangChain JS's table without index: the import inserts 100,000 rows far faster
+    // than with the HNSW index maintained per row; `kb migrate` then builds the index.
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to --postgres");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE documents (id bigserial primary key, content text, metadata jsonb, \
+             embedding vector({}))",
+            args.dim
+        ))
+        .await
+        .expect("create table (an empty database with pgvector is needed)");
+    let embedder = Embeddings::new(
+        Box::new(LocalEmbedder { dim: args.dim }),
+        &EmbeddingsConfig {
+            batch_size: 256,
+            ..EmbeddingsConfig::default()
+        },
+    );
+    let store = postgres::connect_with(&cfg, embedder)
+        .await
+        .expect("connect to --postgres");
+    let start = Instant::now();
+    let report = store
+        .import(
+            &[input.to_path_buf()],
+            &Options::default(),
+            &CancellationToken::new(),
+            &Silent,
+        )
+        .await
+        .expect("import into PostgreSQL");
+    let took = start.elapsed();
+    let start = Instant::now();
+    postgres::migrate::migrate(&cfg).await.expect("kb migrate");
+    let index_took = start.elapsed();
+    let load_before = load();
+    let mut rows: Vec<(&str, Vec<Vec<Duration>>)> = vec![
+        ("PostgreSQL + HNSW, hybrid (query vector given)", Vec::new()),
+        ("embedded, hybrid (query vector given)", Vec::new()),
+        ("PostgreSQL, full text only", Vec::new()),
+        ("embedded, full text only", Vec::new()),
+    ];
+    for _ in 0..args.runs {
+        rows[0].1.push(
+            measure_async(queries.len(), |i| {
+                let store = &store;
+                async move {
+                    store
+                        .search_with_vector(&queries[i], Some(vectors[i].clone()), params)
+                        .await
+                        .expect("postgres search");
+                }
+            })
+            .await,
+        );
+        rows[1].1.push(measure(queries.len(), |i| {
+            embedded
+                .search_blocking(&queries[i], Some(&vectors[i]), params)
+                .expect("search");
+        }));
+        rows[2].1.push(
+            measure_async(queries.len(), |i| {
+                let store = &store;
+                async move {
+                    store
+                        .search_with_vector(&queries[i], None, params)
+                        .await
+                        .expect("postgres search");
+                }
+            })
+            .await,
+        );
+        rows[3].1.push(measure(queries.len(), |i| {
+            embedded
+                .search_blocking(&queries[i], None, params)
+                .expect("search");
+        }));
+    }
+    println!();
+    println!(
+        "PostgreSQL: {} rows imported in {:.1} s ({:.0} rows/s), then `kb migrate` built the \
+         HNSW index in {:.1} s; load average {load_before} before the searches, {} after",
+        report.added,
+        took.as_secs_f64(),
+        report.added as f64 / took.as_secs_f64(),
+        index_took.as_secs_f64(),
+        load()
+    );
+    let header: Vec<String> = (1..=args.runs)
+        .map(|r| format!("run {r} p50 / p99"))
+        .collect();
+    println!(
+        "| search, top 5 | {} | p50 min / median / max |",
+        header.join(" | ")
+    );
+    println!("|---|{}---|", "---|".repeat(args.runs));
+    for (name, runs) in &rows {
+        let cells: Vec<String> = runs.iter().map(|t| p50_p99(t)).collect();
+        println!("| {name} | {} | {} |", cells.join(" | "), spread(runs));
+    }
 }
 
 fn measure(n: usize, mut f: impl FnMut(usize)) -> Vec<Duration> {
@@ -215,4 +404,16 @@ async fn main() {
         },
         found as f64 / wanted.max(1) as f64
     );
+    if let Some(url) = &args.postgres {
+        compare_postgres(
+            url,
+            &args,
+            &input,
+            &queries,
+            &vectors,
+            &hybrid_store,
+            &params,
+        )
+        .await;
+    }
 }

@@ -780,3 +780,39 @@ async fn imported_rows_are_full_text_searchable_without_kb_migrate() {
     assert_eq!(hits[0].hit.id, "self-injury");
     assert_eq!(hits[0].fulltext_rank, Some(1));
 }
+
+#[tokio::test]
+async fn tls_with_sslmode_require_trusts_the_certificate_given_by_sslrootcert() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    langchain_rows(&db, false).await;
+    // A self-signed certificate is in no system's roots: the error says what to add.
+    cfg.postgres.url = Some(pg::url_with(&db, "sslmode=require").into());
+    let err = connect_error(&cfg).await;
+    assert!(err.contains("certificate is not trusted"), "{err}");
+    assert!(err.contains("sslrootcert="), "{err}");
+
+    let cert = pg::certificate();
+    let query = format!("sslmode=require&sslrootcert={}", cert.display());
+    cfg.postgres.url = Some(pg::url_with(&db, &query).into());
+    cfg.postgres.pool_size = 1;
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    let hits = store
+        .search("自闭症孩子撞头怎么办", &params(1))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, "1");
+    // The server saw ragstream's connection encrypted.
+    let encrypted: i64 = pg::client(&db)
+        .await
+        .query_one(
+            "select count(*) from pg_stat_ssl s join pg_stat_activity a using (pid) \
+             where a.application_name = 'ragstream' and s.ssl and a.datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(encrypted, 1);
+}

@@ -1,7 +1,8 @@
 # PostgreSQL 15 and pgvector, for the PostgreSQL store's tests (tests/support/pg.rs starts a
 # throwaway cluster with these binaries). Debian bookworm has no pgvector package: it is built
 # from Debian trixie's source package (pgvector 0.8.0) against postgresql-server-dev-15.
-apt_install postgresql-15 postgresql-server-dev-15 build-essential dpkg-dev
+# openssl makes the test cluster's self-signed TLS certificate.
+apt_install postgresql-15 postgresql-server-dev-15 build-essential dpkg-dev openssl
 
 if [ ! -f /usr/share/postgresql/15/extension/vector.control ]; then
   echo "setup: building pgvector from Debian trixie's source package"

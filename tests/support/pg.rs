@@ -4,6 +4,9 @@
 //! when the tests run as root: initdb refuses root), started on a free loopback port,
 //! stopped when the test binary exits. Each test gets its own database with pgvector.
 //! Missing binaries or extension fail the test with "run scripts/setup".
+//! The cluster also speaks TLS (`ssl=on`) with a certificate for 127.0.0.1 signed by a
+//! self-signed CA, both made by `openssl` at start ([`certificate`] is the CA);
+//! [`url`] connects in plain text.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +74,73 @@ extern "C" fn stop_cluster() {
     }
 }
 
+/// Runs `openssl` with `args` in `dir`, or panics saying what failed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is not installed: run scripts/setup");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed CA (`ca.crt` in `dir`) and the server's certificate for 127.0.0.1
+/// signed by it (`cert`, `key`): the layout `sslrootcert` expects, as with a private CA.
+fn make_certificates(dir: &Path, cert: &Path, key: &Path) {
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ]
+        .into_iter()
+        .chain([
+            "-subj",
+            "/CN=ragstream test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ])
+        .collect::<Vec<_>>(),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]
+        .into_iter()
+        .chain(["-keyout", key.to_str().unwrap(), "-out", "server.csr"])
+        .collect::<Vec<_>>(),
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+        ]
+        .into_iter()
+        .chain(["-CAcreateserial", "-days", "2", "-extfile", "san.ext"])
+        .chain(["-out", cert.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+    );
+}
+
 /// A free loopback port (bound and released; the server log is checked after start).
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -93,6 +163,20 @@ fn start() -> Cluster {
         assert!(status.success(), "chown of the cluster directory failed");
     }
     let data = dir.path().join("data");
+    let cert = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    make_certificates(dir.path(), &cert, &key);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&cert)
+            .arg(&key)
+            .status()
+            .unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = as_postgres(&bin.join("initdb"))
         .args([
             "-A",
@@ -122,8 +206,11 @@ fn start() -> Cluster {
             .arg(&log)
             .arg("-o")
             .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-                dir.path().display()
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c ssl=on \
+                 -c ssl_cert_file={} -c ssl_key_file={}",
+                dir.path().display(),
+                cert.display(),
+                key.display()
             ))
             .args(["-w", "-t", "60", "start"])
             .output()
@@ -166,6 +253,19 @@ pub fn url(name: &str) -> String {
     format!(
         "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
         c.port
+    )
+}
+
+/// The self-signed CA (PEM) that signed the cluster's TLS certificate, for `sslrootcert`.
+pub fn certificate() -> PathBuf {
+    cluster()._dir.path().join("ca.crt")
+}
+
+/// The URL of database `name` with the connection parameters `params` (`sslmode=…`).
+pub fn url_with(name: &str, params: &str) -> String {
+    format!(
+        "postgres://postgres@127.0.0.1:{}/{name}?{params}",
+        cluster().port
     )
 }
 

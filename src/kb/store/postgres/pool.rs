@@ -1,11 +1,15 @@
 //! Connections: a deadpool of tokio-postgres clients over rustls (Supabase requires TLS;
 //! `sslmode=disable` in the URL connects in plain text, the default `prefer` uses TLS
-//! when the server offers it).
+//! when the server offers it). The server's certificate is checked against the system's
+//! roots, or, with libpq's `sslrootcert=/path/ca.crt` in the URL, against that file's
+//! certificates only (a self-signed or private-CA server, such as Supabase's).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use rustls_platform_verifier::BuilderVerifierExt;
 
 use super::config::PostgresConfig;
@@ -18,7 +22,8 @@ pub fn build(cfg: &PostgresConfig) -> Result<Pool, Error> {
         .url
         .as_ref()
         .ok_or_else(|| Error::Config("kb.postgres.url (or DATABASE_URL) is not set".into()))?;
-    let mut pg: tokio_postgres::Config = url.expose().parse().map_err(|err| {
+    let (url_text, root_cert) = split_root_cert(url.expose());
+    let mut pg: tokio_postgres::Config = url_text.parse().map_err(|err| {
         Error::Config(format!(
             "kb.postgres.url {} is not a PostgreSQL URL: {err}",
             redact(url.expose())
@@ -28,12 +33,7 @@ pub fn build(cfg: &PostgresConfig) -> Result<Pool, Error> {
     if pg.get_application_name().is_none() {
         pg.application_name("ragstream");
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_platform_verifier())
-        .map_err(|err| Error::store(format!("cannot set up TLS for PostgreSQL: {err}")))?
-        .with_no_client_auth();
+    let tls = tls_config(root_cert.as_deref())?;
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
     let manager = Manager::from_config(
         pg,
@@ -52,24 +52,112 @@ pub fn build(cfg: &PostgresConfig) -> Result<Pool, Error> {
         .map_err(|err| Error::store(format!("cannot build the PostgreSQL pool: {err}")))
 }
 
+/// The URL without libpq's `sslrootcert` parameter (tokio-postgres refuses it), and
+/// that parameter's value (percent-decoded), if given.
+fn split_root_cert(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut root = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("sslrootcert=") {
+            Some(value) => {
+                root = Some(percent_decode(value));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if kept.is_empty() {
+        (base.to_owned(), root)
+    } else {
+        (format!("{base}?{}", kept.join("&")), root)
+    }
+}
+
+/// `%XX` escapes decoded (paths in URLs); anything else is kept as it is.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// rustls for PostgreSQL: the system's roots, or only the certificates in `root_cert`.
+fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::store(format!("cannot set up TLS for PostgreSQL: {err}")))?;
+    let Some(path) = root_cert else {
+        return Ok(builder
+            .with_platform_verifier()
+            .map_err(|err| Error::store(format!("cannot set up TLS for PostgreSQL: {err}")))?
+            .with_no_client_auth());
+    };
+    let bad = |why: String| {
+        Error::Config(format!(
+            "kb.postgres.url: sslrootcert={path} {why}; give the PEM file of the CA (or \
+             self-signed certificate) that signed the server's certificate"
+        ))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(path).map_err(|err| bad(format!("cannot be read: {err}")))?;
+    for cert in certs {
+        let cert = cert.map_err(|err| bad(format!("is not a PEM certificate: {err}")))?;
+        roots
+            .add(cert)
+            .map_err(|err| bad(format!("holds an unusable certificate: {err}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 /// A pooled client, or an error saying the database cannot be reached (and where).
 pub async fn client(pool: &Pool, cfg: &PostgresConfig) -> Result<Object, Error> {
     pool.get().await.map_err(|err| {
+        let text = redact(&describe(&err)).into_owned();
+        let hint = if text.contains("invalid peer certificate") {
+            "; the server's TLS certificate is not trusted: add sslrootcert=/path/to/ca.crt \
+             (the CA or self-signed certificate that signed it) to kb.postgres.url"
+        } else {
+            ""
+        };
         Error::store(format!(
-            "PostgreSQL at {} cannot be reached: {}",
+            "PostgreSQL at {} cannot be reached: {text}{hint}",
             target(cfg),
-            redact(&describe(&err))
         ))
     })
 }
 
 /// `host:port/dbname` of the configured URL, without credentials.
 pub fn target(cfg: &PostgresConfig) -> String {
-    let Some(pg) = cfg
-        .url
-        .as_ref()
-        .and_then(|u| u.expose().parse::<tokio_postgres::Config>().ok())
-    else {
+    let Some(pg) = cfg.url.as_ref().and_then(|u| {
+        split_root_cert(u.expose())
+            .0
+            .parse::<tokio_postgres::Config>()
+            .ok()
+    }) else {
         return "?".into();
     };
     let host = pg
@@ -103,4 +191,39 @@ pub fn describe(err: &dyn std::error::Error) -> String {
 /// A database error as a store error, with its causes and no credentials.
 pub fn sql(err: tokio_postgres::Error) -> Error {
     Error::store(format!("postgres: {}", redact(&describe(&err))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslrootcert_is_taken_off_the_url_and_decoded() {
+        let (url, root) =
+            split_root_cert("postgres://u@h:5432/db?sslmode=require&sslrootcert=%2Ftmp%2Fca.crt");
+        assert_eq!(url, "postgres://u@h:5432/db?sslmode=require");
+        assert_eq!(root.as_deref(), Some("/tmp/ca.crt"));
+        let (url, root) = split_root_cert("postgres://u@h/db?sslrootcert=/a b.pem");
+        assert_eq!(
+            (url.as_str(), root.as_deref()),
+            ("postgres://u@h/db", Some("/a b.pem"))
+        );
+        assert_eq!(split_root_cert("postgres://h/db").1, None);
+    }
+
+    #[test]
+    fn a_missing_or_empty_root_certificate_file_says_what_to_give() {
+        let err = tls_config(Some("/nonexistent/ca.crt"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sslrootcert=/nonexistent/ca.crt cannot be read"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        let err = tls_config(empty.to_str()).unwrap_err().to_string();
+        assert!(err.contains("holds no certificate"), "{err}");
+    }
 }

@@ -312,12 +312,19 @@ impl FullText {
         let best = top.first().map_or(0.0, |(bm25, _)| *bm25);
         let mut matches = Vec::with_capacity(top.len());
         let mut keys = Vec::with_capacity(top.len());
+        // The rowid column of a segment, opened at its first hit.
+        let mut columns = vec![None; searcher.segment_readers().len()];
         for ((bm25, address), credit) in top.into_iter().zip(credits) {
-            let column = searcher
-                .segment_reader(address.segment_ord)
-                .fast_fields()
-                .u64("rowid")
-                .map_err(ft)?;
+            let column = match &mut columns[address.segment_ord as usize] {
+                Some(column) => column,
+                slot => slot.insert(
+                    searcher
+                        .segment_reader(address.segment_ord)
+                        .fast_fields()
+                        .u64("rowid")
+                        .map_err(ft)?,
+                ),
+            };
             if let Some(rowid) = column.first(address.doc_id) {
                 let evidence = score::evidence(idfs.iter().copied().zip(credit));
                 keys.push(evidence * (RANK_FLOOR + (1.0 - RANK_FLOOR) * bm25 / best));

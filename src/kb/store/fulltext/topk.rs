@@ -160,7 +160,10 @@ impl Scratch {
                 };
                 let norms = fieldnorms(segment, field)?;
                 for &doc in &self.candidates {
-                    let found = postings.seek(doc);
+                    let mut found = postings.doc();
+                    if found < doc {
+                        found = postings.seek(doc);
+                    }
                     if found == TERMINATED {
                         break;
                     }
@@ -210,4 +213,156 @@ fn fieldnorms(
         .get_field(field)
         .map_err(ft)?
         .unwrap_or_else(|| tantivy::fieldnorm::FieldNormReader::constant(segment.max_doc(), 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use tantivy::collector::{DocSetCollector, TopDocs};
+    use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+    use tantivy::schema::{Field, INDEXED, STORED, Schema, TEXT};
+    use tantivy::{Index, IndexWriter, TantivyDocument, doc};
+
+    /// Words drawn by a fixed generator, so that scores vary and rarely tie.
+    const WORDS: &[&str] = &[
+        "alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa",
+    ];
+
+    /// An index of `n` generated documents in two fields, in three segments, with
+    /// every seventh document deleted.
+    fn index(n: u64) -> (Index, Field, Field) {
+        let mut schema = Schema::builder();
+        let id = schema.add_u64_field("id", INDEXED | STORED);
+        let title = schema.add_text_field("title", TEXT);
+        let body = schema.add_text_field("body", TEXT);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer: IndexWriter<TantivyDocument> = index.writer(15_000_000).unwrap();
+        let mut seed = 7u64;
+        let mut next = |m: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (seed >> 33) % m
+        };
+        for i in 0..n {
+            // "common" is in almost every body, like a frequent character.
+            let mut text = if next(10) < 9 {
+                "common ".repeat(1 + next(3) as usize)
+            } else {
+                String::new()
+            };
+            for _ in 0..3 + next(12) {
+                text.push_str(WORDS[next(WORDS.len() as u64) as usize]);
+                text.push(' ');
+            }
+            let heading = WORDS[next(WORDS.len() as u64) as usize];
+            writer
+                .add_document(doc!(id => i, title => heading, body => text))
+                .unwrap();
+            if i % (n / 3) == 0 {
+                writer.commit().unwrap();
+            }
+        }
+        for i in (0..n).step_by(7) {
+            writer.delete_term(Term::from_field_u64(id, i));
+        }
+        writer.commit().unwrap();
+        (index, title, body)
+    }
+
+    fn clause(field: Field, word: &str, boost: f32, role: Role) -> Clause {
+        Clause {
+            term: Term::from_field_text(field, word),
+            boost,
+            role,
+        }
+    }
+
+    fn boolean(clauses: &[Clause]) -> BooleanQuery {
+        BooleanQuery::new(
+            clauses
+                .iter()
+                .map(|c| {
+                    let term = TermQuery::new(c.term.clone(), IndexRecordOption::WithFreqs);
+                    let query: Box<dyn Query> = Box::new(BoostQuery::new(Box::new(term), c.boost));
+                    (Occur::Should, query)
+                })
+                .collect(),
+        )
+    }
+
+    /// tantivy's own top k of the same should-clauses, among the documents an
+    /// opening clause matches.
+    fn reference(searcher: &Searcher, clauses: &[Clause], k: usize) -> Vec<(Score, DocAddress)> {
+        let opening: Vec<Clause> = clauses
+            .iter()
+            .filter(|c| c.role == Role::Opens)
+            .cloned()
+            .collect();
+        let matched = searcher
+            .search(&boolean(&opening), &DocSetCollector)
+            .unwrap();
+        let all = searcher
+            .search(
+                &boolean(clauses),
+                &TopDocs::with_limit(100_000).order_by_score(),
+            )
+            .unwrap();
+        all.into_iter()
+            .filter(|(_, a)| matched.contains(a))
+            .take(k)
+            .collect()
+    }
+
+    #[test]
+    fn the_top_k_is_tantivys_boolean_query_top_k_over_documents_an_opening_term_matches() {
+        let (index, title, body) = index(3000);
+        let searcher = index.reader().unwrap().searcher();
+        assert!(searcher.segment_readers().len() > 1, "several segments");
+        let clauses = [
+            clause(body, "alpha", 1.0, Role::Opens),
+            clause(title, "alpha", 1.5, Role::Opens),
+            clause(body, "theta", 1.0, Role::Opens),
+            clause(body, "kappa", 0.6, Role::Opens),
+            clause(body, "common", 0.1, Role::Adds),
+            clause(body, "beta", 0.3, Role::Adds),
+        ];
+        for k in [1, 5, 50, 5000] {
+            let want = reference(&searcher, &clauses, k);
+            let got = top_k(&searcher, &clauses, k).unwrap();
+            assert_eq!(got.len(), want.len(), "k = {k}");
+            let true_score: HashMap<DocAddress, Score> = reference(&searcher, &clauses, 100_000)
+                .into_iter()
+                .map(|(s, a)| (a, s))
+                .collect();
+            for ((g, ga), (w, _)) in got.iter().zip(&want) {
+                // Same scores in the same order; a document may differ only where two
+                // scores tie (sums in another order round differently).
+                assert!((g - w).abs() <= 1e-4 * w.abs(), "k = {k}: {g} against {w}");
+                let t = true_score[ga];
+                assert!(
+                    (g - t).abs() <= 1e-4 * t.abs(),
+                    "k = {k}: {ga:?} scored {g}, is {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_document_only_adding_terms_match_is_no_candidate_and_deleted_ones_never_come_back() {
+        let (index, title, body) = index(300);
+        let searcher = index.reader().unwrap().searcher();
+        let clauses = [
+            clause(title, "gamma", 1.0, Role::Opens),
+            clause(body, "common", 1.0, Role::Adds),
+        ];
+        let got = top_k(&searcher, &clauses, 1000).unwrap();
+        let gamma = searcher
+            .search(&boolean(&clauses[..1]), &DocSetCollector)
+            .unwrap();
+        assert_eq!(got.len(), gamma.len());
+        assert!(got.iter().all(|(_, a)| gamma.contains(a)));
+        assert!(top_k(&searcher, &clauses, 0).unwrap().is_empty());
+        let nothing = [clause(body, "common", 1.0, Role::Adds)];
+        assert!(top_k(&searcher, &nothing, 10).unwrap().is_empty());
+    }
 }

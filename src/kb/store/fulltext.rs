@@ -294,8 +294,8 @@ impl FullText {
                 clauses.add(f.title, synonym, SYNONYM_BOOST * TITLE_BOOST, Role::Opens);
             }
             for related in &term.related {
-                clauses.add(f.text, related, RELATED_BOOST);
-                clauses.add(f.title, related, RELATED_BOOST * TITLE_BOOST);
+                clauses.add(f.text, related, RELATED_BOOST, Role::Opens);
+                clauses.add(f.title, related, RELATED_BOOST * TITLE_BOOST, Role::Opens);
             }
             for bigram in &term.bigrams {
                 clauses.add(f.chars, bigram, BIGRAM_BOOST, Role::Opens);

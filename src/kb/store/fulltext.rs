@@ -9,9 +9,7 @@ use crate::kb::StoreError;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
@@ -23,6 +21,10 @@ use tantivy::{
 use crate::kb::Error;
 use crate::kb::score;
 use crate::kb::segment::{CharTokenizer, QueryTerm, Segmenter};
+
+mod topk;
+
+use topk::{Clause, Role};
 
 /// Name the tokenizer is registered under.
 const TOKENIZER: &str = "jieba";
@@ -285,38 +287,44 @@ impl FullText {
                 doc_freq = doc_freq.max(n);
             }
             idfs.push(score::idf(doc_freq, total));
-            clauses.add(f.text, &term.word, 1.0);
-            clauses.add(f.title, &term.word, TITLE_BOOST);
+            clauses.add(f.text, &term.word, 1.0, Role::Opens);
+            clauses.add(f.title, &term.word, TITLE_BOOST, Role::Opens);
             for synonym in &term.synonyms {
-                clauses.add(f.text, synonym, SYNONYM_BOOST);
-                clauses.add(f.title, synonym, SYNONYM_BOOST * TITLE_BOOST);
+                clauses.add(f.text, synonym, SYNONYM_BOOST, Role::Opens);
+                clauses.add(f.title, synonym, SYNONYM_BOOST * TITLE_BOOST, Role::Opens);
             }
             for related in &term.related {
-                clauses.add(f.text, related, RELATED_BOOST);
-                clauses.add(f.title, related, RELATED_BOOST * TITLE_BOOST);
+                clauses.add(f.text, related, RELATED_BOOST, Role::Opens);
+                clauses.add(f.title, related, RELATED_BOOST * TITLE_BOOST, Role::Opens);
             }
             for bigram in &term.bigrams {
-                clauses.add(f.chars, bigram, BIGRAM_BOOST);
+                clauses.add(f.chars, bigram, BIGRAM_BOOST, Role::Opens);
             }
+            // A document sharing single characters only has no evidence (no hit): the
+            // characters reorder candidates but make none.
             for unigram in &term.unigrams {
-                clauses.add(f.chars, unigram, UNIGRAM_BOOST);
+                clauses.add(f.chars, unigram, UNIGRAM_BOOST, Role::Adds);
             }
         }
-        let query = BooleanQuery::new(clauses.clauses);
-        let top = searcher
-            .search(&query, &TopDocs::with_limit(limit).order_by_score())
-            .map_err(ft)?;
+        let top = topk::top_k(&searcher, &clauses.clauses, limit)?;
         let addresses: Vec<DocAddress> = top.iter().map(|(_, a)| *a).collect();
         let credits = self.credits(&searcher, &terms, &addresses)?;
         let best = top.first().map_or(0.0, |(bm25, _)| *bm25);
         let mut matches = Vec::with_capacity(top.len());
         let mut keys = Vec::with_capacity(top.len());
+        // The rowid column of a segment, opened at its first hit.
+        let mut columns = vec![None; searcher.segment_readers().len()];
         for ((bm25, address), credit) in top.into_iter().zip(credits) {
-            let column = searcher
-                .segment_reader(address.segment_ord)
-                .fast_fields()
-                .u64("rowid")
-                .map_err(ft)?;
+            let column = match &mut columns[address.segment_ord as usize] {
+                Some(column) => column,
+                slot => slot.insert(
+                    searcher
+                        .segment_reader(address.segment_ord)
+                        .fast_fields()
+                        .u64("rowid")
+                        .map_err(ft)?,
+                ),
+            };
             if let Some(rowid) = column.first(address.doc_id) {
                 let evidence = score::evidence(idfs.iter().copied().zip(credit));
                 keys.push(evidence * (RANK_FLOOR + (1.0 - RANK_FLOOR) * bm25 / best));
@@ -390,24 +398,17 @@ impl FullText {
 #[derive(Default)]
 struct Clauses {
     /// The clauses so far.
-    clauses: Vec<(Occur, Box<dyn Query>)>,
-    /// Their terms, to skip repeats.
-    seen: Vec<Term>,
+    clauses: Vec<Clause>,
 }
 
 impl Clauses {
     /// Adds `word` in `field` with weight `boost`, unless it is there already.
-    fn add(&mut self, field: Field, word: &str, boost: f32) {
+    fn add(&mut self, field: Field, word: &str, boost: f32, role: Role) {
         let term = Term::from_field_text(field, word);
-        if self.seen.contains(&term) {
+        if self.clauses.iter().any(|c| c.term == term) {
             return;
         }
-        self.seen.push(term.clone());
-        let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
-        self.clauses.push((
-            Occur::Should,
-            Box::new(BoostQuery::new(Box::new(query), boost)),
-        ));
+        self.clauses.push(Clause { term, boost, role });
     }
 }
 

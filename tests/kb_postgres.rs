@@ -882,7 +882,13 @@ async fn without_an_embeddings_provider_rows_have_no_vectors_and_full_text_answe
     let (cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
     let cfg = without_embeddings(cfg);
     assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    let (logs, _guard) = support::logs::Logs::capture();
     let store = ragstream::kb::connect(&cfg).await.unwrap();
+    assert!(
+        logs.text().contains("vector search is off"),
+        "{}",
+        logs.text()
+    );
     let report = import(&store, &[sample()]).await.unwrap();
     assert_eq!((report.added, report.embedded), (47, 0));
     let row = pg::client(&db)
@@ -900,6 +906,31 @@ async fn without_an_embeddings_provider_rows_have_no_vectors_and_full_text_answe
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.with_vectors, stats.embedding_model), (0, None));
     assert_eq!(stats.fulltext_documents, 47);
+    assert!(
+        stats_text(&cfg)
+            .await
+            .contains("vectors: none (full-text search only)")
+    );
+    // Vectors another tool wrote are there, but not searched without the model.
+    langchain_rows(&db, false).await;
+    let said = stats_text(&cfg).await;
+    assert!(
+        said.contains("vectors: 3 of 50 stored, but vector search is off"),
+        "{said}"
+    );
+}
+
+/// What `kb stats` prints for `cfg`.
+async fn stats_text(cfg: &KbConfig) -> String {
+    let mut out = Vec::new();
+    let cmd = ragstream::kb::cli::KbCommand::Stats {
+        data: Default::default(),
+        json: false,
+    };
+    ragstream::kb::cli::run_to(cmd, cfg, &mut out)
+        .await
+        .unwrap();
+    String::from_utf8(out).unwrap()
 }
 
 #[tokio::test]

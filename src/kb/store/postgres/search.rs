@@ -8,7 +8,7 @@
 //! `hnsw.ef_search` is at least the candidate count: pgvector's default 40 silently caps
 //! an HNSW scan at 40 rows. Vector evidence = similarity = 1 − cosine distance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use deadpool_postgres::Transaction;
@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::fulltext::terms_table;
 use super::pool::sql;
 use super::{PgStore, rows};
-use crate::kb::fusion::fuse;
+use crate::kb::fusion::{Candidate, fuse};
 use crate::kb::{DetailedHit, Error, SearchParams};
 
 /// A row of the vector ranking.
@@ -96,6 +96,10 @@ impl PgStore {
             cfg.search.rrf_k,
             cfg.search.vector_floor,
         );
+        if has_terms && !near.is_empty() {
+            self.count_unsegmented_twice(&tx, &mut candidates, cfg.search.rrf_k)
+                .await?;
+        }
         if let Some(v) = &vector {
             // Full-text matches the vector ranking missed still show their cosine.
             let missing: Vec<&str> = candidates
@@ -151,6 +155,45 @@ impl PgStore {
             hits.push(rows::hit(fields, c, hits.len() + 1, best_rrf));
         }
         Ok(hits)
+    }
+
+    /// A row another tool wrote since the last `kb migrate` has no terms, so it cannot be
+    /// in the full-text ranking; rather than lose to every row found by both rankings,
+    /// its vector rank stands for both (its fused value counts it twice).
+    async fn count_unsegmented_twice(
+        &self,
+        tx: &Transaction<'_>,
+        candidates: &mut [Candidate<String>],
+        rrf_k: f32,
+    ) -> Result<(), Error> {
+        let vector_only: Vec<&str> = candidates
+            .iter()
+            .filter(|c| c.fulltext.is_none())
+            .map(|c| c.key.as_str())
+            .collect();
+        if vector_only.is_empty() {
+            return Ok(());
+        }
+        let side = terms_table(&self.inner.config.postgres.table);
+        let segmented: HashSet<String> = tx
+            .query(
+                &format!("SELECT id FROM {side} WHERE id = ANY($1)"),
+                &[&vector_only],
+            )
+            .await
+            .map_err(sql)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for c in candidates.iter_mut() {
+            if let (None, Some(rank)) = (c.fulltext, c.vector_rank) {
+                if !segmented.contains(&c.key) {
+                    c.rrf += 1.0 / (rrf_k + rank as f32);
+                }
+            }
+        }
+        candidates.sort_by(|a, b| b.rrf.total_cmp(&a.rrf));
+        Ok(())
     }
 
     /// The `limit` nearest rows to `vector`, nearest first.

@@ -46,6 +46,8 @@ fn kb_config(dir: &std::path::Path, server: &EmbedServer) -> KbConfig {
     cfg.embeddings.api_key = Some("sk-test-key-0123".into());
     cfg.embeddings.model = Some("fake-64".into());
     cfg.embeddings.max_retries = 0;
+    // The scripted vectors are no model: any positive cosine is evidence.
+    cfg.search.vector_floor = 0.0;
     cfg
 }
 
@@ -400,7 +402,7 @@ async fn langchain_python_rows_are_searched_with_the_function_or_the_table() {
         .await
         .unwrap();
     assert_eq!(ids(&hits)[0], "00000000-0000-4000-8000-000000000001");
-    // LIMIT cuts the function's full sort; rows with no evidence (cosine ≤ 0 and no
+    // LIMIT cuts the function's full sort; rows with no evidence (cosine at or below the floor and no
     // shared word) are no hit, as in the embedded store.
     assert!(hits.len() <= 2, "{hits:?}");
     assert!(hits.iter().all(|h| h.score > 0.0), "{hits:?}");
@@ -855,10 +857,11 @@ async fn full_text_and_vector_hits_are_fused_into_one_ranking() {
         .unwrap();
     assert_eq!(text[0].hit.id, "self-injury");
     assert_eq!(text[0].fulltext_score, fused[0].fulltext_score);
-    let evidence = fused[0]
-        .fulltext_score
-        .unwrap()
-        .max(fused[0].vector_score.unwrap());
+    let vector = ragstream::kb::score::vector_evidence(
+        fused[0].vector_score.unwrap(),
+        o.cfg.search.vector_floor,
+    );
+    let evidence = fused[0].fulltext_score.unwrap().max(vector);
     assert!((fused[0].hit.score - evidence).abs() < 1e-6, "{fused:?}");
     assert!(fused[1].hit.score < fused[0].hit.score);
     // A question with no word in any row still finds rows by vector.

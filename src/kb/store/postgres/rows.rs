@@ -196,8 +196,9 @@ mod tests {
     fn a_hit_carries_the_fused_ranks_and_the_shared_score() {
         let fused = crate::kb::fusion::fuse(
             [("7".to_owned(), 0.5)],
-            [("9".to_owned(), 0.9), ("7".to_owned(), -0.2)],
+            [("9".to_owned(), 0.9), ("7".to_owned(), 0.4)],
             60.0,
+            0.0,
         );
         let best = fused[0].rrf;
         let h = hit(
@@ -207,8 +208,8 @@ mod tests {
             best,
         );
         assert_eq!((h.fulltext_rank, h.vector_rank), (Some(1), Some(2)));
-        // Negative similarity is kept as shown evidence but earns nothing.
-        assert_eq!(h.vector_score, Some(-0.2));
+        assert_eq!(h.vector_score, Some(0.4));
+        // The better evidence (full text 0.5 over cosine 0.4), at the best fused rank.
         assert!((h.hit.score - 0.5).abs() < 1e-6, "{}", h.hit.score);
         let second = hit(
             fields("9".into(), "t".into(), &json!({})),

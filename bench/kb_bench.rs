@@ -205,7 +205,7 @@ async fn compare_postgres(
             ..EmbeddingsConfig::default()
         },
     );
-    let store = postgres::connect_with(&cfg, embedder)
+    let store = postgres::connect_with(&cfg, Some(embedder))
         .await
         .expect("connect to --postgres");
     let start = Instant::now();

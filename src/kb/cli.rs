@@ -217,6 +217,12 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
                     "vectors: {} of {} ({model}, {dim} dimensions)",
                     stats.with_vectors, stats.documents
                 )?,
+                _ if stats.with_vectors > 0 => writeln!(
+                    out,
+                    "vectors: {} of {} stored, but vector search is off (no \
+                     kb.embeddings.provider): full-text search only",
+                    stats.with_vectors, stats.documents
+                )?,
                 _ => writeln!(out, "vectors: none (full-text search only)")?,
             }
             writeln!(
@@ -345,6 +351,14 @@ async fn migrate_cmd(cfg: &KbConfig, out: &mut dyn Write) -> anyhow::Result<()> 
     }
     if done.terms_table {
         writeln!(out, "created full-text table {table}_ragstream_terms")?;
+        said = true;
+    }
+    if done.pruned > 0 {
+        writeln!(
+            out,
+            "removed the full-text terms of {} deleted rows",
+            done.pruned
+        )?;
         said = true;
     }
     if done.segmented > 0 {

@@ -140,14 +140,8 @@ impl KbConfig {
         problems.extend(self.embeddings.problems());
         problems.extend(self.rerank.problems(search.top_k));
         if self.store == StoreKind::Postgres {
+            // Without a provider the store searches full text only (issue 12).
             problems.extend(self.postgres.problems());
-            if self.embeddings.provider == Provider::None {
-                problems.push(
-                    "kb.store = \"postgres\" searches by vector: set kb.embeddings.provider \
-                     (the model that wrote the table's embeddings)"
-                        .into(),
-                );
-            }
         }
         problems
     }
@@ -378,12 +372,8 @@ mod tests {
             problems.iter().any(|p| p.contains("DATABASE_URL")),
             "{problems:?}"
         );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.contains("kb.embeddings.provider")),
-            "{problems:?}"
-        );
+        // No embeddings provider is no problem: the store searches full text only.
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]

@@ -92,6 +92,21 @@ impl PgStore {
             )
             .await
             .map_err(sql)?;
+        let side = super::fulltext::terms_table(&self.inner.config.postgres.table);
+        let has_terms: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&side])
+            .await
+            .map_err(sql)?
+            .get(0);
+        let fulltext: i64 = if has_terms {
+            client
+                .query_one(&format!("SELECT count(*) FROM {side}"), &[])
+                .await
+                .map_err(sql)?
+                .get(0)
+        } else {
+            0
+        };
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
         let documents = n(totals.get(0));
         let qa_pairs = n(totals.get(1));
@@ -101,13 +116,18 @@ impl PgStore {
             qa_pairs,
             passages: documents - qa_pairs,
             with_vectors,
-            embedding_model: (with_vectors > 0).then(|| self.inner.embeddings.model().to_owned()),
+            embedding_model: self
+                .inner
+                .embeddings
+                .as_ref()
+                .filter(|_| with_vectors > 0)
+                .map(|e| e.model().to_owned()),
             embedding_dim: self.inner.schema.dim.filter(|_| with_vectors > 0),
             origins: origins
                 .iter()
                 .map(|r| (r.get::<_, String>(0), n(r.get(1))))
                 .collect(),
-            fulltext_documents: 0,
+            fulltext_documents: n(fulltext),
             generation: 0,
         })
     }
@@ -119,6 +139,9 @@ impl PgStore {
         let mut client = self.client().await?;
         let table = &self.inner.schema.table;
         let own = format!("DELETE FROM {table} WHERE metadata ? '{KEY}'");
+        // Each delete returns the row ids, so their full-text terms go in the same
+        // transaction.
+        let returning = "RETURNING id::text";
         let tx = client.transaction().await.map_err(sql)?;
         let deleted = match selection {
             Selection::Ids(ids) => {
@@ -141,31 +164,32 @@ impl PgStore {
                          (see `kb list`; rows other tools wrote are never deleted)"
                     )));
                 }
-                tx.execute(
-                    &format!("{own} AND metadata->'{KEY}'->>'id' = ANY($1)"),
+                tx.query(
+                    &format!("{own} AND metadata->'{KEY}'->>'id' = ANY($1) {returning}"),
                     &[&ids],
                 )
                 .await
             }
             Selection::Origin(origin) => {
                 let n = tx
-                    .execute(
-                        &format!("{own} AND metadata->'{KEY}'->>'origin' = $1"),
+                    .query(
+                        &format!("{own} AND metadata->'{KEY}'->>'origin' = $1 {returning}"),
                         &[&origin],
                     )
                     .await
                     .map_err(sql)?;
-                if n == 0 {
+                if n.is_empty() {
                     return Err(Error::store(format!(
                         "no documents were imported from `{origin}`; nothing was deleted (see `kb stats`)"
                     )));
                 }
                 Ok(n)
             }
-            Selection::All => tx.execute(&own, &[]).await,
+            Selection::All => tx.query(&format!("{own} {returning}"), &[]).await,
         };
-        let deleted = deleted.map_err(sql)?;
+        let deleted: Vec<String> = deleted.map_err(sql)?.iter().map(|r| r.get(0)).collect();
+        super::fulltext::forget(&tx, &self.inner.config.postgres.table, &deleted).await?;
         tx.commit().await.map_err(sql)?;
-        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+        Ok(deleted.len())
     }
 }

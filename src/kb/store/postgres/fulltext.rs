@@ -5,11 +5,13 @@
 //! LangChain's columns are never touched. `kb import` fills it for ragstream's rows,
 //! `kb migrate` for every row that has none (rows written by other tools).
 //!
-//! Search: candidates by `terms @@ 'w1' | 'w2' …`, ranked here by BM25 (k1 1.2, b 0.75,
-//! IDF from the candidates' document frequencies), scored as the embedded store scores
-//! full text: BM25 divided by the sum of the IDFs of the query's known words, capped at 1.
+//! Search ([`PgStore::text_ranking`]): candidates by `terms @@ 'w1' | 'w2' …` over the
+//! query's rarest words (bounded by [`MAX_CANDIDATES`]), ordered by BM25 (k1 1.2, b 0.75,
+//! IDF from the GIN index's document counts), then scored with the evidence of
+//! [`crate::kb::score`] exactly as the embedded store scores full text. The caller
+//! fuses this ranking with the vector ranking ([`crate::kb::fusion`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -17,13 +19,20 @@ use serde_json::Value;
 use super::config::quoted;
 use super::pool::sql;
 use super::{PgStore, rows};
-use crate::kb::segment::Segmenter;
-use crate::kb::{DetailedHit, Error, SearchParams};
+use crate::kb::segment::{QueryTerm, Segmenter};
+use crate::kb::{Error, score};
 
 /// BM25 term-frequency saturation.
 const K1: f32 = 1.2;
 /// BM25 length normalisation.
 const B: f32 = 0.75;
+/// Weight of a synonym of a query word in the candidates' BM25 (as in the embedded store).
+const SYNONYM_BOOST: f32 = 0.6;
+/// In the order, how much a match's evidence keeps when its BM25 is far below the best
+/// (as in the embedded store).
+const RANK_FLOOR: f32 = 0.25;
+/// The most rows the candidate query reads, however common the query's words are.
+pub const MAX_CANDIDATES: i64 = 2000;
 
 /// The side table's name (quoted, in the table's schema) for `kb.postgres.table`.
 pub fn terms_table(table: &str) -> String {
@@ -75,6 +84,46 @@ pub async fn write(
         .await
         .map_err(sql)?;
     Ok(())
+}
+
+/// Removes the terms of the rows `ids` (as text), deleted in the same transaction.
+pub async fn forget(
+    client: &impl GenericClient,
+    table_name: &str,
+    ids: &[String],
+) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let side = terms_table(table_name);
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&side])
+        .await
+        .map_err(sql)?
+        .get(0);
+    if exists {
+        client
+            .execute(&format!("DELETE FROM {side} WHERE id = ANY($1)"), &[&ids])
+            .await
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// Removes the terms of rows that no longer exist (deleted by another tool, e.g.
+/// LangChain); returns how many. Searches already ignore them.
+pub async fn prune(client: &impl GenericClient, table_name: &str) -> Result<u64, Error> {
+    client
+        .execute(
+            &format!(
+                "DELETE FROM {} f WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.id::text = f.id)",
+                terms_table(table_name),
+                quoted(table_name)
+            ),
+            &[],
+        )
+        .await
+        .map_err(sql)
 }
 
 /// Segments every row of `table_name` (`kb.postgres.table`) that has no terms yet;
@@ -140,121 +189,211 @@ fn bm25(terms: &[(usize, f32)], words: f32, avg_words: f32) -> f32 {
         .sum()
 }
 
+/// One full-text match: the row and the evidence for it.
+#[derive(Debug, Clone)]
+pub(crate) struct TextMatch {
+    /// The row's `id` as text.
+    pub id: String,
+    /// The evidence ([`crate::kb::score::evidence`]), 0..=1.
+    pub evidence: f32,
+    /// The row's `content`.
+    pub content: String,
+    /// The row's `metadata`.
+    pub metadata: Value,
+}
+
 impl PgStore {
-    /// Full-text hits: the best `top_k` rows for the query's segmented words.
-    pub(crate) async fn search_text(
+    /// The best `limit` full-text matches of `query`, best first, in the transaction
+    /// `tx` (which has the statement timeout set), scored as the embedded store scores
+    /// full text ([`crate::kb::score`]): per query word, credit for the word in the title,
+    /// in the body, a synonym, or a share of its character bigrams, weighted by IDF.
+    ///
+    /// Candidates are the rows holding the query's rarest words, at most
+    /// [`MAX_CANDIDATES`] of them however common the words are; they are ordered by BM25
+    /// over the words and their synonyms, and the best `limit` are scored and reordered
+    /// by evidence weighted by BM25, as in the embedded store.
+    pub(crate) async fn text_ranking(
         &self,
+        tx: &impl GenericClient,
         query: &str,
-        params: &SearchParams,
-    ) -> Result<Vec<DetailedHit>, Error> {
-        let mut words = self.inner.segmenter.query_terms(query);
-        words.sort();
-        words.dedup();
-        if params.top_k == 0 || words.is_empty() {
+        limit: usize,
+    ) -> Result<Vec<TextMatch>, Error> {
+        let segmenter = &self.inner.segmenter;
+        let terms = segmenter.analyze(query);
+        if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        let mut lexemes: Vec<String> = Vec::new();
+        for term in &terms {
+            for word in std::iter::once(&term.word).chain(&term.synonyms) {
+                if !lexemes.contains(word) {
+                    lexemes.push(word.clone());
+                }
+            }
+        }
         let cfg = &self.inner.config;
-        let terms = terms_table(&cfg.postgres.table);
-        let tsquery: Vec<String> = words.iter().map(|w| literal(w)).collect();
-        let tsquery = tsquery.join(" | ");
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(sql)?;
-        tx.batch_execute(&format!(
-            "SET LOCAL statement_timeout = {}",
-            cfg.postgres.statement_timeout_ms
-        ))
-        .await
-        .map_err(sql)?;
+        let side = terms_table(&cfg.postgres.table);
+        let literals: Vec<String> = lexemes.iter().map(|w| literal(w)).collect();
+        // The GIN index counts each word's documents; the total and mean length come
+        // from the side table (orphaned terms are removed with their rows).
         let stats = tx
             .query_one(
-                &format!("SELECT count(*), coalesce(avg(words), 0)::float8 FROM {terms}"),
+                &format!("SELECT count(*), coalesce(avg(words), 0)::float8 FROM {side}"),
                 &[],
             )
             .await
-            .map_err(|err| {
-                Error::store(format!(
-                    "full text needs ragstream's terms table ({}): run `ragstream kb migrate`",
-                    super::pool::describe(&err)
-                ))
-            })?;
-        let n = stats.get::<_, i64>(0) as f32;
+            .map_err(sql)?;
+        let total = u64::try_from(stats.get::<_, i64>(0)).unwrap_or(0);
         let avg_words = stats.get::<_, f64>(1) as f32;
+        let counted = tx
+            .query(
+                &format!(
+                    "SELECT u.w, (SELECT count(*) FROM {side} f WHERE f.terms @@ u.q::tsquery) \
+                     FROM unnest($1::text[], $2::text[]) AS u(w, q)"
+                ),
+                &[&lexemes, &literals],
+            )
+            .await
+            .map_err(sql)?;
+        let df: HashMap<String, u64> = counted
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                )
+            })
+            .collect();
+        let doc_freq = |w: &str| df.get(w).copied().unwrap_or(0);
+        let idf = |w: &str| score::idf(doc_freq(w), total);
+
+        // The rarest words select the candidates, within the bound.
+        let mut by_rarity: Vec<&String> = lexemes.iter().filter(|w| doc_freq(w) > 0).collect();
+        by_rarity.sort_by_key(|w| doc_freq(w));
+        let mut chosen: Vec<String> = Vec::new();
+        let mut covered = 0u64;
+        for word in by_rarity {
+            if !chosen.is_empty() && covered + doc_freq(word) > MAX_CANDIDATES as u64 {
+                break;
+            }
+            covered += doc_freq(word);
+            chosen.push(literal(word));
+        }
+        if chosen.is_empty() {
+            return Ok(Vec::new());
+        }
         let found = tx
             .query(
                 &format!(
                     "SELECT f.id, f.words, u.lexeme, coalesce(cardinality(u.positions), 1) \
-                     FROM {terms} f CROSS JOIN LATERAL unnest(f.terms) u \
-                     WHERE f.terms @@ $1::text::tsquery AND u.lexeme = ANY($2)"
+                     FROM (SELECT id, words, terms FROM {side} \
+                           WHERE terms @@ $1::text::tsquery LIMIT $3) f \
+                     CROSS JOIN LATERAL unnest(f.terms) u WHERE u.lexeme = ANY($2)"
                 ),
-                &[&tsquery, &words],
+                &[&chosen.join(" | "), &lexemes, &MAX_CANDIDATES],
             )
             .await
             .map_err(sql)?;
-        // Per document: length and (word, tf); per word: document frequency.
-        let mut docs: HashMap<String, (i32, Vec<(String, usize)>)> = HashMap::new();
-        let mut df: HashMap<String, usize> = HashMap::new();
+        // Per document: its length and each query word's frequency.
+        let mut docs: HashMap<String, (i32, HashMap<String, usize>)> = HashMap::new();
         for row in &found {
             let (id, len, word, tf): (String, i32, String, i32) =
                 (row.get(0), row.get(1), row.get(2), row.get(3));
-            *df.entry(word.clone()).or_default() += 1;
             docs.entry(id)
-                .or_insert_with(|| (len, Vec::new()))
+                .or_insert_with(|| (len, HashMap::new()))
                 .1
-                .push((word, usize::try_from(tf).unwrap_or(1)));
+                .insert(word, usize::try_from(tf).unwrap_or(1));
         }
-        let idf = |word: &str| {
-            let df = df.get(word).copied().unwrap_or(0) as f32;
-            (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
-        };
-        let known: f32 = df.keys().map(|w| idf(w)).sum();
         let mut ranked: Vec<(String, f32)> = docs
             .into_iter()
             .map(|(id, (len, tfs))| {
-                let tfs: Vec<(usize, f32)> = tfs.iter().map(|(w, tf)| (*tf, idf(w))).collect();
-                let score = bm25(&tfs, len as f32, avg_words);
-                (id, (score / known.max(f32::EPSILON)).min(1.0))
+                let mut weighted = Vec::new();
+                for term in &terms {
+                    if let Some(tf) = tfs.get(&term.word) {
+                        weighted.push((*tf, idf(&term.word)));
+                    }
+                    for synonym in &term.synonyms {
+                        if let Some(tf) = tfs.get(synonym) {
+                            weighted.push((*tf, SYNONYM_BOOST * idf(synonym)));
+                        }
+                    }
+                }
+                (id, bm25(&weighted, len as f32, avg_words))
             })
-            .filter(|(_, s)| *s >= params.min_score)
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        ranked.truncate(cfg.search.candidates.max(params.top_k));
+        ranked.truncate(limit);
+        if ranked.is_empty() {
+            return Ok(Vec::new());
+        }
+
         let ids: Vec<&str> = ranked.iter().map(|(id, _)| id.as_str()).collect();
         let rows = tx
             .query(
                 &format!(
-                    "SELECT id::text, content, metadata FROM {} \
-                     WHERE id::text = ANY($1) AND metadata @> $2",
-                    self.inner.schema.table
+                    "SELECT id::text, coalesce(content, ''), coalesce(metadata, 'null'::jsonb) \
+                     FROM {} WHERE id = ANY($1::text[]::{}[]) AND metadata @> $2",
+                    self.inner.schema.table, self.inner.schema.id_type
                 ),
                 &[&ids, &cfg.postgres.filter],
             )
             .await
             .map_err(sql)?;
-        tx.commit().await.map_err(sql)?;
-        let mut hits = Vec::with_capacity(params.top_k);
-        for (id, score) in &ranked {
-            let Some(row) = rows.iter().find(|r| r.get::<_, String>(0) == *id) else {
+        let mut rows: HashMap<String, (String, Value)> = rows
+            .into_iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+        let idfs: Vec<f32> = terms.iter().map(|t| idf(&t.word)).collect();
+        let best = ranked.first().map_or(0.0, |(_, b)| *b);
+        let mut matches: Vec<(f32, TextMatch)> = Vec::with_capacity(ranked.len());
+        for (id, bm25) in ranked {
+            // Rows the filter excludes, or whose terms outlived them, are no match.
+            let Some((content, metadata)) = rows.remove(&id) else {
                 continue;
             };
-            let meta: Option<Value> = row.get(2);
-            let fields = rows::fields(
-                id.clone(),
-                row.get::<_, Option<String>>(1).unwrap_or_default(),
-                meta.as_ref().unwrap_or(&Value::Null),
-            );
-            let rank = hits.len() + 1;
-            let mut hit = rows::hit(fields, *score, rank, cfg.search.rrf_k);
-            hit.vector_rank = None;
-            hit.vector_score = None;
-            hit.fulltext_rank = Some(rank);
-            hit.fulltext_score = Some(*score);
-            hits.push(hit);
-            if hits.len() == params.top_k {
-                break;
-            }
+            let f = rows::fields(id.clone(), content.clone(), &metadata);
+            let credits = credits(segmenter, &terms, &f.title, &f.body);
+            let evidence = score::evidence(idfs.iter().copied().zip(credits));
+            let weight = if best > 0.0 { bm25 / best } else { 0.0 };
+            let key = evidence * (RANK_FLOOR + (1.0 - RANK_FLOOR) * weight);
+            matches.push((
+                key,
+                TextMatch {
+                    id,
+                    evidence,
+                    content,
+                    metadata,
+                },
+            ));
         }
-        Ok(hits)
+        // Evidence weighted by BM25 orders the matches, so order and scores agree.
+        matches.sort_by(|a, b| b.0.total_cmp(&a.0));
+        Ok(matches.into_iter().map(|(_, m)| m).collect())
     }
+}
+
+/// The credit a hit with `title` and `body` earns for each query term, as the embedded
+/// store gives it: the word in the title, else in the text, else a synonym, else the
+/// share of the word's character bigrams the text contains.
+fn credits(segmenter: &Segmenter, terms: &[QueryTerm], title: &str, body: &str) -> Vec<f32> {
+    let full = format!("{title}\n{body}");
+    let title_words: HashSet<String> = segmenter.words(title).into_iter().collect();
+    let words: HashSet<String> = segmenter.words(&full).into_iter().collect();
+    terms
+        .iter()
+        .map(|term| {
+            if title_words.contains(&term.word) {
+                score::EXACT
+            } else if words.contains(&term.word) {
+                score::BODY
+            } else if term.synonyms.iter().any(|s| words.contains(s)) {
+                score::SYNONYM
+            } else {
+                let found = term.bigrams.iter().filter(|b| full.contains(*b)).count();
+                score::chars_credit(term.bigrams.len(), found)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

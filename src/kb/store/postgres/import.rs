@@ -109,10 +109,21 @@ impl PgStore {
             insert.push(doc);
         }
 
-        let vectors = if insert.is_empty() {
-            Vec::new()
-        } else {
-            embed_documents(&self.inner.embeddings, &insert, cancel, progress).await?
+        let vectors = match &self.inner.embeddings {
+            Some(embeddings) if !insert.is_empty() => {
+                embed_documents(embeddings, &insert, cancel, progress).await?
+            }
+            Some(_) => Vec::new(),
+            None if self.inner.schema.embedding_required && !insert.is_empty() => {
+                return Err(Error::Config(format!(
+                    "table {} requires an embedding (embedding is NOT NULL), and no \
+                     kb.embeddings.provider is configured; configure the model that wrote \
+                     the table, or allow rows without vectors: ALTER TABLE {} ALTER COLUMN \
+                     embedding DROP NOT NULL",
+                    self.inner.config.postgres.table, self.inner.schema.table
+                )));
+            }
+            None => Vec::new(),
         };
         if let Some(first) = vectors.first() {
             self.check_dim(first.len())?;
@@ -123,29 +134,37 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql)?;
         super::fulltext::ensure(&tx, &self.inner.config.postgres.table).await?;
+        // Deleted rows take their full-text terms with them, in this transaction.
+        let mut gone: Vec<String> = Vec::new();
         if !replaced.is_empty() {
-            tx.execute(
-                &format!(
-                    "DELETE FROM {table} WHERE metadata ? '{KEY}' AND metadata->'{KEY}'->>'id' = ANY($1)"
-                ),
-                &[&replaced],
-            )
-            .await
-            .map_err(sql)?;
+            let rows = tx
+                .query(
+                    &format!(
+                        "DELETE FROM {table} WHERE metadata ? '{KEY}' \
+                         AND metadata->'{KEY}'->>'id' = ANY($1) RETURNING id::text"
+                    ),
+                    &[&replaced],
+                )
+                .await
+                .map_err(sql)?;
+            gone.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         }
         if options.replace {
-            report.removed = tx
-                .execute(
+            let rows = tx
+                .query(
                     &format!(
                         "DELETE FROM {table} WHERE metadata ? '{KEY}' \
                          AND metadata->'{KEY}'->>'origin' = ANY($1) \
-                         AND NOT (metadata->'{KEY}'->>'hash' = ANY($2))"
+                         AND NOT (metadata->'{KEY}'->>'hash' = ANY($2)) RETURNING id::text"
                     ),
                     &[&origins, &keep],
                 )
                 .await
-                .map_err(sql)? as usize;
+                .map_err(sql)?;
+            report.removed = rows.len();
+            gone.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         }
+        super::fulltext::forget(&tx, &self.inner.config.postgres.table, &gone).await?;
         let (id_column, values) = match self.inner.schema.id {
             IdColumn::Default => ("", "$1, $2, $3"),
             IdColumn::Uuid => ("id, ", "$1::text::uuid, $2, $3, $4"),

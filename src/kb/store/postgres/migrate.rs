@@ -28,6 +28,8 @@ pub struct Migrated {
     pub function: bool,
     /// ragstream's full-text side table `<table>_ragstream_terms` with its GIN index.
     pub terms_table: bool,
+    /// Terms removed because their rows were deleted by another tool.
+    pub pruned: u64,
     /// Rows given their jieba-segmented terms (those written by other tools).
     pub segmented: usize,
 }
@@ -170,6 +172,7 @@ pub async fn migrate(cfg: &KbConfig) -> Result<Migrated, Error> {
     }
     done.terms_table = super::fulltext::ensure(&tx, &pg.table).await?;
     let segmenter = crate::kb::segment::Segmenter::new(cfg.user_dictionary.as_deref())?;
+    done.pruned = super::fulltext::prune(&tx, &pg.table).await?;
     done.segmented = super::fulltext::backfill(&tx, &pg.table, &segmenter).await?;
     tx.commit().await.map_err(sql)?;
     Ok(done)

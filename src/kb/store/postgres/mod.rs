@@ -6,10 +6,10 @@
 //! pool.rs     deadpool of tokio-postgres clients over rustls
 //! schema.rs   the table's id/embedding columns and the query function's arguments (pg_proc)
 //! rows.rs     a row's metadata ↔ ragstream's document fields
-//! search.rs   vector search through match_documents or the table, one transaction each
+//! search.rs   one transaction per search: full text and vector rankings fused (kb::fusion)
 //! import.rs   kb import: LangChain-readable rows in one transaction
 //! admin.rs    count, list, stats, delete (ragstream's own rows only)
-//! fulltext.rs Chinese full text: jieba terms in a side table, BM25 ranked here
+//! fulltext.rs Chinese full text: jieba terms in a side table, scored as kb::score says
 //! migrate.rs  kb migrate: extension, table, HNSW index, hash index, only what is missing
 //! ```
 //!
@@ -55,14 +55,17 @@ struct Inner {
     pool: Pool,
     /// The table and function as inspected at connect time.
     schema: Schema,
-    /// The embeddings provider (required: the store searches by vector).
-    embeddings: Embeddings,
+    /// The embeddings provider; without one the store searches full text only and
+    /// imports rows with a NULL embedding.
+    embeddings: Option<Embeddings>,
     /// The config the store was opened with.
     config: KbConfig,
-    /// jieba, as the embedded store segments (full text).
+    /// jieba with the synonym groups, as the embedded store segments (full text).
     segmenter: crate::kb::segment::Segmenter,
     /// Whether the "function has no match_count" warning was logged.
     warned_no_limit: AtomicBool,
+    /// Whether the "no full-text table" warning was logged.
+    warned_no_terms: AtomicBool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -78,32 +81,41 @@ impl std::fmt::Debug for PgStore {
 ///
 /// A database that cannot be reached, a missing table or function, or a `vector(N)`
 /// column whose size differs from `kb.embeddings.dimensions` is an error saying what to do.
+/// With `kb.embeddings.provider = "none"` the store searches full text only (logged
+/// at startup, shown by `kb stats`).
 pub async fn connect(cfg: &KbConfig) -> Result<PgStore, Error> {
-    let embeddings = Embeddings::from_config(&cfg.embeddings)?.ok_or_else(|| {
-        Error::Config(
-            "kb.store = \"postgres\" searches by vector: set kb.embeddings.provider".into(),
-        )
-    })?;
-    connect_with(cfg, embeddings).await
+    connect_with(cfg, Embeddings::from_config(&cfg.embeddings)?).await
 }
 
-/// [`connect`] with an explicit embeddings provider.
-pub async fn connect_with(cfg: &KbConfig, embeddings: Embeddings) -> Result<PgStore, Error> {
+/// [`connect`] with an explicit embeddings provider (`None`: full text only).
+pub async fn connect_with(
+    cfg: &KbConfig,
+    embeddings: Option<Embeddings>,
+) -> Result<PgStore, Error> {
     let pool = pool::build(&cfg.postgres)?;
     let client = pool::client(&pool, &cfg.postgres).await?;
     let schema = schema::inspect(&client, &cfg.postgres).await?;
-    if let (Some(dim), Some(want)) = (schema.dim, embeddings.dimensions()) {
-        if dim != want {
+    if let (Some(dim), Some(e)) = (schema.dim, &embeddings) {
+        if let Some(want) = e.dimensions().filter(|want| *want != dim) {
             return Err(dimension_mismatch(
                 &cfg.postgres.table,
                 dim,
-                embeddings.model(),
+                e.model(),
                 want,
             ));
         }
     }
     drop(client);
-    let segmenter = crate::kb::segment::Segmenter::new(cfg.user_dictionary.as_deref())?;
+    if embeddings.is_none() {
+        tracing::warn!(
+            table = %cfg.postgres.table,
+            "vector search is off: no kb.embeddings.provider is configured, so the PostgreSQL \
+             store searches full text only and imports rows without embeddings"
+        );
+    }
+    let synonyms = crate::kb::synonyms::Synonyms::load(cfg.synonyms.as_deref())?;
+    let segmenter =
+        crate::kb::segment::Segmenter::with_synonyms(cfg.user_dictionary.as_deref(), synonyms)?;
     let store = PgStore {
         inner: Arc::new(Inner {
             pool,
@@ -112,6 +124,7 @@ pub async fn connect_with(cfg: &KbConfig, embeddings: Embeddings) -> Result<PgSt
             config: cfg.clone(),
             segmenter,
             warned_no_limit: AtomicBool::new(false),
+            warned_no_terms: AtomicBool::new(false),
         }),
     };
     store.warn_if_unlimited();
@@ -156,13 +169,18 @@ impl PgStore {
         }
     }
 
+    /// The configured model's name, or "none".
+    fn model(&self) -> &str {
+        self.inner.embeddings.as_ref().map_or("none", |e| e.model())
+    }
+
     /// Checks a vector's size against the column's.
     fn check_dim(&self, len: usize) -> Result<(), Error> {
         match self.inner.schema.dim {
             Some(dim) if dim != len => Err(dimension_mismatch(
                 &self.inner.config.postgres.table,
                 dim,
-                self.inner.embeddings.model(),
+                self.model(),
                 len,
             )),
             _ => Ok(()),
@@ -173,7 +191,7 @@ impl PgStore {
 #[async_trait]
 impl KnowledgeBase for PgStore {
     async fn embed_query(&self, query: &str) -> Option<Vec<f32>> {
-        match self.inner.embeddings.embed_query(query).await {
+        match self.inner.embeddings.as_ref()?.embed_query(query).await {
             Ok(vector) => Some(vector),
             Err(err) => {
                 tracing::warn!(%err, "query embedding failed; answering from full text only");
@@ -188,10 +206,7 @@ impl KnowledgeBase for PgStore {
         vector: Option<Vec<f32>>,
         params: &SearchParams,
     ) -> Result<Vec<DetailedHit>, Error> {
-        match vector {
-            Some(vector) => self.search_vector(vector, params).await,
-            None => self.search_text(query, params).await,
-        }
+        self.search_fused(query, vector, params).await
     }
 
     async fn ready(&self) -> Result<(), Error> {

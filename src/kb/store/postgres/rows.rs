@@ -9,6 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::kb::document::{Document, Kind};
+use crate::kb::fusion::Candidate;
 use crate::kb::{DetailedHit, Hit};
 
 /// The metadata key holding ragstream's own fields.
@@ -112,16 +113,9 @@ pub fn fields(row_id: String, content: String, meta: &Value) -> Fields {
     }
 }
 
-/// The score of a row at `rank` (from 1) with cosine `similarity`, with the meaning of
-/// [`crate::kb::score`]: the evidence (here the cosine, negative counting as 0) times the
-/// fused value relative to the best row's, as the embedded store scores its hits.
-pub fn score(similarity: f32, rank: usize, rrf_k: f32) -> f32 {
-    let fused = |rank: usize| 1.0 / (rrf_k + rank as f32);
-    crate::kb::score::combine(similarity.clamp(0.0, 1.0), fused(rank), fused(1))
-}
-
-/// A hit from a row's fields and its rank in the vector ranking (from 1).
-pub fn hit(f: Fields, similarity: f32, rank: usize, rrf_k: f32) -> DetailedHit {
+/// A hit from a row's fields and its fused candidate ([`crate::kb::fusion`]) at `rank`
+/// (from 1); the score has the meaning of [`crate::kb::score`], as in the embedded store.
+pub fn hit(f: Fields, c: &Candidate<String>, rank: usize, best_rrf: f32) -> DetailedHit {
     let (answer, text) = match f.kind {
         Kind::Qa => (Some(f.body), String::new()),
         Kind::Passage => (None, f.body),
@@ -133,14 +127,14 @@ pub fn hit(f: Fields, similarity: f32, rank: usize, rrf_k: f32) -> DetailedHit {
             answer,
             text,
             source: f.source,
-            score: score(similarity, rank, rrf_k),
+            score: c.score(best_rrf),
         },
         rank,
-        fulltext_rank: None,
-        fulltext_score: None,
-        vector_rank: Some(rank),
-        vector_score: Some(similarity),
-        rrf_score: 1.0 / (rrf_k + rank as f32),
+        fulltext_rank: c.fulltext.map(|(r, _)| r),
+        fulltext_score: c.fulltext.map(|(_, s)| s),
+        vector_rank: c.vector_rank,
+        vector_score: c.vector_score,
+        rrf_score: c.rrf,
         reranked_from: None,
         tags: f.tags,
     }
@@ -199,18 +193,30 @@ mod tests {
     }
 
     #[test]
-    fn similarity_outside_0_1_is_clamped_in_the_score_but_kept_as_evidence() {
-        let f = fields("1".into(), "t".into(), &json!({}));
-        let h = hit(f, -0.2, 1, 60.0);
-        assert_eq!(h.hit.score, 0.0);
-        assert_eq!(h.vector_score, Some(-0.2));
-    }
-
-    #[test]
-    fn rows_further_down_score_less_for_the_same_similarity() {
-        assert!((score(0.9, 1, 60.0) - 0.9).abs() < 1e-6);
-        let second = score(0.9, 2, 60.0);
-        assert!(second < 0.9 && second > 0.85, "{second}");
-        assert_eq!(score(1.5, 1, 60.0), 1.0);
+    fn a_hit_carries_the_fused_ranks_and_the_shared_score() {
+        let fused = crate::kb::fusion::fuse(
+            [("7".to_owned(), 0.5)],
+            [("9".to_owned(), 0.9), ("7".to_owned(), 0.4)],
+            60.0,
+            0.0,
+        );
+        let best = fused[0].rrf;
+        let h = hit(
+            fields("7".into(), "t".into(), &json!({})),
+            &fused[0],
+            1,
+            best,
+        );
+        assert_eq!((h.fulltext_rank, h.vector_rank), (Some(1), Some(2)));
+        assert_eq!(h.vector_score, Some(0.4));
+        // The better evidence (full text 0.5 over cosine 0.4), at the best fused rank.
+        assert!((h.hit.score - 0.5).abs() < 1e-6, "{}", h.hit.score);
+        let second = hit(
+            fields("9".into(), "t".into(), &json!({})),
+            &fused[1],
+            2,
+            best,
+        );
+        assert!(second.hit.score < 0.9 && second.hit.score > 0.0);
     }
 }

@@ -40,8 +40,13 @@ pub struct Schema {
     pub table: String,
     /// How inserts set `id`.
     pub id: IdColumn,
+    /// The `id` column's type as SQL spells it (`bigint`, `uuid`, `text` …), so that
+    /// lookups by id compare with the column's own type and use its index.
+    pub id_type: String,
     /// Declared size of `embedding` (`vector(N)`), if it has one.
     pub dim: Option<usize>,
+    /// Whether `embedding` is `NOT NULL` (then rows cannot be written without vectors).
+    pub embedding_required: bool,
     /// The query function, or `None` to query the table directly.
     pub function: Option<Function>,
 }
@@ -52,7 +57,7 @@ pub async fn inspect(client: &Object, cfg: &PostgresConfig) -> Result<Schema, Er
     let columns = client
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
-                    a.atttypmod, (a.atthasdef OR a.attidentity <> '') \
+                    a.atttypmod, (a.atthasdef OR a.attidentity <> ''), a.attnotnull \
              FROM pg_attribute a \
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
             &[&table],
@@ -75,6 +80,7 @@ pub async fn inspect(client: &Object, cfg: &PostgresConfig) -> Result<Schema, Er
                     r.get::<_, String>(1),
                     r.get::<_, i32>(2),
                     r.get::<_, bool>(3),
+                    r.get::<_, bool>(4),
                 )
             })
     };
@@ -87,14 +93,15 @@ pub async fn inspect(client: &Object, cfg: &PostgresConfig) -> Result<Schema, Er
             )));
         }
     }
-    let (id_type, _, id_default) = column("id").expect("checked above");
+    let (id_type, _, id_default, _) = column("id").expect("checked above");
     let id = match (id_default, id_type.as_str()) {
         (true, _) => IdColumn::Default,
         (false, "uuid") => IdColumn::Uuid,
         (false, "text" | "character varying") => IdColumn::Text,
         (false, other) => IdColumn::Unsupported(other.to_owned()),
     };
-    let (embedding_type, typmod, _) = column("embedding").expect("checked above");
+    let (embedding_type, typmod, _, embedding_required) =
+        column("embedding").expect("checked above");
     if !embedding_type.starts_with("vector") {
         return Err(Error::store(format!(
             "column {}.embedding is {embedding_type}, not a pgvector `vector`",
@@ -110,7 +117,9 @@ pub async fn inspect(client: &Object, cfg: &PostgresConfig) -> Result<Schema, Er
     Ok(Schema {
         table,
         id,
+        id_type,
         dim,
+        embedding_required,
         function,
     })
 }

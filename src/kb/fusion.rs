@@ -14,7 +14,25 @@
 //! above 0. Vector matches at or below `kb.search.vector_floor` take no part in the
 //! fusion, and above it their evidence is [`score::vector_evidence`] (issue 11, item 6).
 
-use crate::kb::score;
+use crate::kb::document::Kind;
+use crate::kb::{DetailedHit, Hit, score};
+
+/// What a hit shows of its row, whichever store the row came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shown {
+    /// The document's id.
+    pub id: String,
+    /// Question/answer pair or passage.
+    pub kind: Kind,
+    /// The question or heading.
+    pub title: String,
+    /// The answer or passage text.
+    pub body: String,
+    /// What the hit cites.
+    pub source: String,
+    /// Tags of the document.
+    pub tags: Vec<String>,
+}
 
 /// One fused candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +68,33 @@ impl<K> Candidate<K> {
     /// The score `min_score` compares against, given the best fused value.
     pub fn score(&self, best_rrf: f32) -> f32 {
         score::combine(self.evidence(), self.rrf, best_rrf)
+    }
+
+    /// The hit this candidate makes at `rank` (from 1), showing `row`; its score has
+    /// the meaning of [`crate::kb::score`] whichever store ranked it.
+    pub fn detailed(&self, row: Shown, rank: usize, best_rrf: f32) -> DetailedHit {
+        let (answer, text) = match row.kind {
+            Kind::Qa => (Some(row.body), String::new()),
+            Kind::Passage => (None, row.body),
+        };
+        DetailedHit {
+            hit: Hit {
+                id: row.id,
+                title: row.title,
+                answer,
+                text,
+                source: row.source,
+                score: self.score(best_rrf),
+            },
+            rank,
+            fulltext_rank: self.fulltext.map(|(r, _)| r),
+            fulltext_score: self.fulltext.map(|(_, s)| s),
+            vector_rank: self.vector_rank,
+            vector_score: self.vector_score,
+            rrf_score: self.rrf,
+            reranked_from: None,
+            tags: row.tags,
+        }
     }
 }
 

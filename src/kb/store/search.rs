@@ -16,12 +16,11 @@
 //!   two) times the hit's fused value relative to the best hit's.
 
 use super::Store;
-use super::db::{self, Row};
+use super::db;
 use super::vectors::VectorIndex;
 use crate::kb::StoreError;
-use crate::kb::document::Kind;
-use crate::kb::fusion::{Candidate, fuse};
-use crate::kb::{DetailedHit, Error, Hit, SearchParams};
+use crate::kb::fusion::{Shown, fuse};
+use crate::kb::{DetailedHit, Error, SearchParams};
 
 impl Store {
     /// Embeds the query when a provider is configured. A failing or slow embeddings
@@ -121,35 +120,17 @@ impl Store {
             .iter()
             .filter_map(|c| rows.iter().find(|r| r.rowid == c.key).map(|r| (c, r)))
         {
-            hits.push(detailed(candidate, row.clone(), hits.len() + 1, best_rrf));
+            let doc = row.doc.clone();
+            let shown = Shown {
+                id: doc.id,
+                kind: doc.kind,
+                title: doc.title,
+                body: doc.body,
+                source: doc.source,
+                tags: doc.tags,
+            };
+            hits.push(candidate.detailed(shown, hits.len() + 1, best_rrf));
         }
         Ok(hits)
-    }
-}
-
-/// Turns a candidate and its row into a hit.
-fn detailed(c: &Candidate<i64>, row: Row, rank: usize, best_rrf: f32) -> DetailedHit {
-    let doc = row.doc;
-    let (answer, text) = match doc.kind {
-        Kind::Qa => (Some(doc.body), String::new()),
-        Kind::Passage => (None, doc.body),
-    };
-    DetailedHit {
-        hit: Hit {
-            id: doc.id,
-            title: doc.title,
-            answer,
-            text,
-            source: doc.source,
-            score: c.score(best_rrf),
-        },
-        rank,
-        fulltext_rank: c.fulltext.map(|(r, _)| r),
-        fulltext_score: c.fulltext.map(|(_, s)| s),
-        vector_rank: c.vector_rank,
-        vector_score: c.vector_score,
-        rrf_score: c.rrf,
-        reranked_from: None,
-        tags: doc.tags,
     }
 }

@@ -8,9 +8,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::kb::DetailedHit;
 use crate::kb::document::{Document, Kind};
-use crate::kb::fusion::Candidate;
-use crate::kb::{DetailedHit, Hit};
+use crate::kb::fusion::{Candidate, Shown};
 
 /// The metadata key holding ragstream's own fields.
 pub const KEY: &str = "ragstream";
@@ -116,28 +116,15 @@ pub fn fields(row_id: String, content: String, meta: &Value) -> Fields {
 /// A hit from a row's fields and its fused candidate ([`crate::kb::fusion`]) at `rank`
 /// (from 1); the score has the meaning of [`crate::kb::score`], as in the embedded store.
 pub fn hit(f: Fields, c: &Candidate<String>, rank: usize, best_rrf: f32) -> DetailedHit {
-    let (answer, text) = match f.kind {
-        Kind::Qa => (Some(f.body), String::new()),
-        Kind::Passage => (None, f.body),
-    };
-    DetailedHit {
-        hit: Hit {
-            id: f.id,
-            title: f.title,
-            answer,
-            text,
-            source: f.source,
-            score: c.score(best_rrf),
-        },
-        rank,
-        fulltext_rank: c.fulltext.map(|(r, _)| r),
-        fulltext_score: c.fulltext.map(|(_, s)| s),
-        vector_rank: c.vector_rank,
-        vector_score: c.vector_score,
-        rrf_score: c.rrf,
-        reranked_from: None,
+    let shown = Shown {
+        id: f.id,
+        kind: f.kind,
+        title: f.title,
+        body: f.body,
+        source: f.source,
         tags: f.tags,
-    }
+    };
+    c.detailed(shown, rank, best_rrf)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod dotenv;
 pub mod engine;
 pub mod error;
+pub mod http_body;
 pub mod kb;
 pub mod llm;
 pub mod probe;

@@ -201,6 +201,26 @@ async fn an_api_that_stays_down_fails_the_import_atomically() {
     assert_eq!(store.stats().unwrap(), before);
 }
 
+/// A reply far larger than a batch of vectors can be is refused after the limit,
+/// not read into memory, and the import fails atomically saying what to check.
+#[tokio::test]
+async fn an_oversized_embeddings_reply_fails_the_import_clearly() {
+    let server = EmbedServer::start(64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_fast(&openai_config(dir.path(), &server)).unwrap();
+    // Batches of 16 texts may weigh 5 MiB; send 6.
+    let padding = "x".repeat(6 * 1024 * 1024);
+    server.push(200, json!({"data": [], "padding": padding}));
+    let err = import(&store, &[sample()]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("sent a reply larger than 5 MiB for 16 texts")
+            && err.contains("check `embeddings.base_url`"),
+        "{err}"
+    );
+    assert_eq!(store.count().unwrap(), 0);
+    assert_eq!(server.seen().len(), 1, "a reply that large is not retried");
+}
+
 #[tokio::test]
 async fn a_401_names_the_key_setting_without_leaking_it() {
     let server = EmbedServer::start(64).await;

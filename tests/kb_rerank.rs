@@ -234,7 +234,13 @@ async fn a_failing_reranker_leaves_the_search_order() {
         json!({"results": [{"index": 0, "relevance_score": 3.7}]}),
     );
     rerank.push(200, json!({"data": []}));
-    for _ in 0..6 {
+    // Past the size limit: refused after 4 MiB, never read whole into memory.
+    let padding = "x".repeat(ragstream::kb::rerank::client::MAX_REPLY_BYTES);
+    rerank.push(
+        200,
+        json!({"results": [{"index": 0, "relevance_score": 0.9}], "padding": padding}),
+    );
+    for _ in 0..7 {
         let events = chat(&server, json!({"content": VAGUE})).await;
         assert_eq!(
             last(&events).data["finish_reason"],
@@ -257,7 +263,7 @@ async fn a_failing_reranker_leaves_the_search_order() {
         support::metric(&after, &series) - support::metric(&before, &series)
     };
     assert_eq!(delta("http_error"), 1.0);
-    assert_eq!(delta("malformed"), 5.0);
+    assert_eq!(delta("malformed"), 6.0);
     assert_eq!(delta("timeout"), 1.0);
     let logged = logs.text();
     assert!(
@@ -272,6 +278,10 @@ async fn a_failing_reranker_leaves_the_search_order() {
     assert!(logged.contains("index 0 is listed twice"), "{logged}");
     assert!(logged.contains("relevance_score 3.7"), "{logged}");
     assert!(logged.contains("no answer within 500 ms"), "{logged}");
+    assert!(
+        logged.contains("the reply is larger than 4 MiB"),
+        "{logged}"
+    );
     assert!(!logged.contains(KEY), "the key is redacted: {logged}");
 }
 

@@ -21,7 +21,11 @@ use super::settings::{Secret, Settings};
 use super::sse::Decoder;
 use super::turn::{Payload, Turn, TurnError, TurnEvent, TurnState, excerpt, parse_frame};
 use crate::error::Code;
+use crate::http_body::read_capped;
 use crate::secret::redact;
+
+/// How much of an error reply is read for the provider's message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Why a model turn failed.
 #[derive(Debug, thiserror::Error)]
@@ -299,8 +303,17 @@ async fn status_error(endpoint: &Endpoint, response: reqwest::Response) -> Error
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-    let body = timeout(Duration::from_secs(5), response.bytes()).await;
-    let body = body.ok().and_then(Result::ok).unwrap_or_default();
+    // The provider's message is in the first bytes; an endless error page is cut.
+    let body = timeout(
+        Duration::from_secs(5),
+        read_capped(response, ERROR_BODY_LIMIT),
+    )
+    .await;
+    let body = body
+        .ok()
+        .and_then(Result::ok)
+        .map(|body| body.bytes.freeze())
+        .unwrap_or_default();
     let mut message = provider_message(&body).unwrap_or_else(|| {
         status
             .canonical_reason()

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Failure, Provide, Purpose, parse_body, retry_after, status_failure};
+use super::{Failure, Provide, Purpose, parse_body, read_reply, retry_after, status_failure};
 use crate::kb::Error;
 use crate::kb::config::EmbeddingsConfig;
 
@@ -152,7 +152,7 @@ impl Provide for MiniMax {
             .map_err(Failure::from_reqwest)?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = response.text().await.map_err(Failure::from_reqwest)?;
+        let body = read_reply(&self.url, response, texts.len()).await?;
         if !status.is_success() {
             return Err(status_failure(&self.url, status, &body, "", wait));
         }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 
 use super::Error;
 use super::config::{EmbeddingsConfig, Provider};
+use crate::http_body::{read_capped, show_bytes};
 use crate::secret::redact;
 
 /// What a text is embedded for; MiniMax embeds documents and queries differently.
@@ -288,6 +289,34 @@ pub(crate) fn status_failure(
     } else {
         Failure::Fatal(message)
     }
+}
+
+/// The most a reply to a batch of `texts` texts may weigh: 1 MiB plus 256 KiB per
+/// text, room for a 4096-dimension vector in JSON (about 90 KiB) with a wide margin.
+pub(crate) fn reply_limit(texts: usize) -> usize {
+    (1 + texts / 4) * 1024 * 1024
+}
+
+/// Reads a reply body up to [`reply_limit`]: a success reply past it is a fatal
+/// failure (its vectors would not fit the batch anyway); an error reply is cut there.
+pub(crate) async fn read_reply(
+    url: &str,
+    response: reqwest::Response,
+    texts: usize,
+) -> Result<String, Failure> {
+    let status = response.status();
+    let limit = reply_limit(texts);
+    let body = read_capped(response, limit)
+        .await
+        .map_err(Failure::from_reqwest)?;
+    if body.truncated && status.is_success() {
+        return Err(Failure::Fatal(format!(
+            "{url} sent a reply larger than {} for {texts} texts; check `embeddings.base_url` \
+             points at an embeddings API",
+            show_bytes(limit)
+        )));
+    }
+    Ok(body.text().into_owned())
 }
 
 /// Parses a success body, naming the endpoint and quoting the body if it does not fit.

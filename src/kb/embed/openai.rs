@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{Failure, Provide, Purpose, parse_body, retry_after, status_failure};
+use super::{Failure, Provide, Purpose, parse_body, read_reply, retry_after, status_failure};
 use crate::kb::Error;
 use crate::kb::config::EmbeddingsConfig;
 
@@ -115,7 +115,7 @@ impl Provide for OpenAi {
         let response = request.send().await.map_err(Failure::from_reqwest)?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = response.text().await.map_err(Failure::from_reqwest)?;
+        let body = read_reply(&self.url, response, texts.len()).await?;
         if !status.is_success() {
             let hint = match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "; check `embeddings.api_key`",

@@ -8,9 +8,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::config::RerankConfig;
+use crate::http_body::{read_capped, show_bytes};
 use crate::kb::Error;
 use crate::kb::embed::excerpt;
 use crate::secret::redact;
+
+/// The most a rerank reply may weigh. Results take about 50 bytes per document;
+/// services that echo the documents back (Jina by default) add at most
+/// `candidates × max_document_chars` characters, well under this.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
 
 /// How one rerank request failed; the search then keeps its own order.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +160,11 @@ impl Client {
         }
         let response = request.send().await.map_err(|err| self.failure(err))?;
         let status = response.status();
-        let body = response.text().await.map_err(|err| self.failure(err))?;
+        let body = read_capped(response, MAX_REPLY_BYTES)
+            .await
+            .map_err(|err| self.failure(err))?;
+        let truncated = body.truncated;
+        let body = body.text();
         if !status.is_success() {
             let hint = match status.as_u16() {
                 401 | 403 => "; check kb.rerank.api_key",
@@ -172,6 +182,12 @@ impl Client {
             url: redact(&self.url).into_owned(),
             reason,
         };
+        if truncated {
+            return Err(malformed(format!(
+                "the reply is larger than {}",
+                show_bytes(MAX_REPLY_BYTES)
+            )));
+        }
         let reply: Reply = serde_json::from_str(&body)
             .map_err(|err| malformed(format!("{err}: {}", excerpt(&body))))?;
         check(reply.results, documents.len(), top_n).map_err(malformed)

@@ -175,9 +175,7 @@ async fn a_4xx_is_not_retried_and_never_shows_the_key() {
 
 #[tokio::test]
 async fn connection_refused_ends_with_an_error() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", closed.local_addr().unwrap());
-    drop(closed);
+    let url = format!("http://{}/v1", support::closed_port());
     let server = start(config(&url)).await;
 
     let events = chat(&server, ask()).await;
@@ -523,9 +521,7 @@ async fn a_key_echoed_in_the_stream_reaches_neither_the_client_nor_the_log() {
 #[tokio::test]
 async fn credentials_in_the_base_url_reach_neither_the_client_nor_the_log() {
     let (logs, _capture) = Logs::capture();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
+    let addr = support::closed_port();
     let server = start(config(&format!("http://ragstream:hunter2-pw@{addr}/v1"))).await;
 
     let events = chat(&server, ask()).await;

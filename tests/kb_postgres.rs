@@ -537,9 +537,7 @@ async fn startup_checks_say_what_is_wrong() {
         "{err}"
     );
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = support::closed_port().port();
     cfg.postgres.url = Some(
         format!("postgres://postgres:pw-very-secret@127.0.0.1:{port}/x?sslmode=disable").into(),
     );

@@ -150,9 +150,7 @@ async fn two_instances_share_one_database_and_see_imports_without_restart() {
 #[tokio::test]
 async fn serve_refuses_to_start_when_the_database_is_down() {
     let embed = EmbedServer::start(DIM).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = support::closed_port().port();
     let mut command = ragstream("info");
     command.args([
         "serve",

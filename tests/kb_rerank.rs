@@ -287,10 +287,7 @@ async fn a_failing_reranker_leaves_the_search_order() {
 
 #[tokio::test]
 async fn an_unreachable_reranker_leaves_the_search_order() {
-    // A port nothing listens on: bound, then closed.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
+    let addr = support::closed_port();
     let rerank = RerankServer::start().await;
     let mut raw = retrieval_only(&rerank);
     raw.kb.rerank.base_url = Some(format!("http://{addr}/v1"));

@@ -22,6 +22,27 @@ use tokio_util::sync::CancellationToken;
 #[allow(unused_imports, reason = "each test binary uses a different part")]
 pub use upstream::{Gate, Reply, Step, Upstream};
 
+/// Serves `app` on a fresh loopback port (Nagle off, as real services run) and
+/// returns the address; the server runs until the test's runtime stops.
+pub async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
+/// A loopback address nothing listens on: bound, then closed.
+pub fn closed_port() -> std::net::SocketAddr {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    closed.local_addr().unwrap()
+}
+
 /// The knowledge base the tests search.
 pub fn kb_path() -> String {
     format!("{}/tests/fixtures/kb.jsonl", env!("CARGO_MANIFEST_DIR"))

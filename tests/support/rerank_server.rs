@@ -17,7 +17,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -62,14 +61,7 @@ impl RerankServer {
         let app = Router::new()
             .route("/v1/rerank", post(rerank))
             .with_state(Arc::clone(&script));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let addr = super::serve_on_loopback(app).await;
         Self { addr, script }
     }
 

@@ -213,15 +213,7 @@ impl Upstream {
             .route("/v1/chat/completions", post(handle))
             .route("/test/open", axum::routing::get(open_count))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
+        let addr = super::serve_on_loopback(app).await;
         Self {
             base_url: format!("http://{addr}/v1"),
             shared,

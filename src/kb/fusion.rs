@@ -146,6 +146,29 @@ pub fn fuse<K: PartialEq>(
     out
 }
 
+/// The hits of a fused ranking: the candidates with evidence scoring at least
+/// `min_score`, in the order of their scores (best first; equal scores keep the fused
+/// order), at most `top_k`. Returns them with the best fused value their scores are
+/// relative to.
+///
+/// A score weighs the evidence by the fused rank, so a hit ranked second can score
+/// above the first (more of the question's words, fewer BM25 points); ordering by the
+/// score keeps what readers see coherent: the first hit is the best scored, and "did
+/// you mean" compares the best two scores (issue 11).
+pub fn select<K>(
+    mut candidates: Vec<Candidate<K>>,
+    min_score: f32,
+    top_k: usize,
+) -> (Vec<Candidate<K>>, f32) {
+    let best_rrf = candidates.iter().map(|c| c.rrf).fold(0.0f32, f32::max);
+    // A candidate with no evidence (it shares single characters only) is no hit.
+    candidates.retain(|c| c.evidence() > 0.0 && c.score(best_rrf) >= min_score);
+    // Stable: equal scores keep the fused order.
+    candidates.sort_by(|a, b| b.score(best_rrf).total_cmp(&a.score(best_rrf)));
+    candidates.truncate(top_k);
+    (candidates, best_rrf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +213,20 @@ mod tests {
         assert!((fused[1].evidence() - 0.5).abs() < 1e-6);
         fused[0].set_cosine(0.9, 0.5);
         assert!((fused[0].evidence() - 0.8).abs() < 1e-6);
+    }
+
+    // Issue 11: hits come in the order of their scores, so the first is the best scored.
+    #[test]
+    fn hits_are_ordered_by_score_not_by_fused_rank() {
+        // Row 1 leads the fused ranking with little evidence; rows 2 and 3 hold more.
+        let fused = fuse([(1, 0.3), (2, 0.9), (3, 0.6), (4, 0.0)], [], 60.0, 0.5);
+        let (hits, best) = select(fused, 0.1, 2);
+        let order: Vec<i64> = hits.iter().map(|c| c.key).collect();
+        assert_eq!(order, [2, 3], "row 1 scores 0.3, row 3 above it");
+        assert!((best - 1.0 / 61.0).abs() < 1e-9);
+        assert!(hits[0].score(best) > hits[1].score(best));
+        let (hits, _) = select(fuse([(1, 0.3), (2, 0.05)], [], 60.0, 0.5), 0.1, 5);
+        assert_eq!(hits.len(), 1, "below min_score or without evidence: no hit");
     }
 
     #[test]

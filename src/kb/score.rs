@@ -40,10 +40,52 @@ pub const RELATED: f32 = 0.3;
 /// Credit for a term whose every character bigram the hit contains (scaled by the share).
 pub const CHARS: f32 = 0.5;
 
+/// The sum of the word frequencies in jieba's own dictionary (the `dict.txt` jieba-rs
+/// 0.11 embeds): a word's frequency divided by it is the word's share of general Chinese
+/// text ([`crate::kb::segment::Segmenter::general_frequency`]).
+pub const GENERAL_WORDS: f64 = 60_101_964.0;
+
+/// Weight of the general-language prior on document frequencies, in documents
+/// ([`weight`]).
+pub fn background_docs() -> f32 {
+    std::env::var("RAGSTREAM_BG").ok().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
 /// BM25's IDF of a term found in `doc_freq` of `total` documents.
 pub fn idf(doc_freq: u64, total: u64) -> f32 {
     let doc_freq = doc_freq.min(total) as f32;
     (1.0 + ((total as f32 - doc_freq) + 0.5) / (doc_freq + 0.5)).ln()
+}
+
+/// The share of general-language documents of `mean_len` words that contain a word
+/// whose general frequency is `general_freq` (out of [`GENERAL_WORDS`]):
+/// `1 − (1 − f / GENERAL_WORDS)^mean_len`.
+pub fn background_rate(general_freq: u64, mean_len: f32) -> f32 {
+    let p = (general_freq as f64 / GENERAL_WORDS).clamp(0.0, 1.0);
+    (1.0 - (1.0 - p).powf(f64::from(mean_len.max(1.0)))) as f32
+}
+
+/// The weight of a query word: BM25's IDF over the store's `total` documents, `doc_freq`
+/// of which contain it, pooled with a background of [`background_docs`] general-language
+/// documents as long as the store's (`mean_len` words on average), of which a share
+/// [`background_rate`] contains it:
+/// `ln(1 + (N + B − n − B·r + 0.5) / (n + B·r + 0.5))`.
+///
+/// A small knowledge base says little about everyday words: 今天 may be in one of 47
+/// entries and weigh like a domain term. The background makes a word common in general
+/// Chinese (今天, 多少, 推荐) weigh little even so, while a word rare in general language
+/// (孤独症, 撞墙, or one jieba does not know) keeps the weight its documents give it.
+pub fn weight(doc_freq: u64, total: u64, general_freq: u64, mean_len: f32) -> f32 {
+    let docs = background_docs();
+    let own = doc_freq.min(total) as f32;
+    let pooled = own + docs * background_rate(general_freq, mean_len);
+    let n = if std::env::var("RAGSTREAM_MAX").is_ok() && total > 0 {
+        pooled.max(own * (total as f32 + docs) / total as f32)
+    } else {
+        pooled
+    };
+    let total = total as f32 + docs;
+    (1.0 + ((total - n).max(0.0) + 0.5) / (n + 0.5)).ln()
 }
 
 /// The IDF-weighted mean of the credits, in [0, 1]: `Σ idf·credit / Σ idf`.

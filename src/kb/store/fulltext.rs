@@ -269,14 +269,27 @@ impl FullText {
             .map(|s| u64::from(s.max_doc()))
             .sum();
         let f = self.fields;
+        let mut tokens = 0u64;
+        for segment in searcher.segment_readers() {
+            tokens += segment
+                .inverted_index(f.text)
+                .map_err(ft)?
+                .total_num_tokens();
+        }
+        let mean_len = if total > 0 {
+            tokens as f32 / total as f32
+        } else {
+            0.0
+        };
         let mut clauses = Clauses::default();
         let mut idfs = Vec::with_capacity(terms.len());
         for term in &terms {
             // A term weighs as much as the concept it stands for is rare: its own
             // documents or, when a synonym is more common, the synonym's (宝宝 weighs as
-            // little as 孩子). A word the base has never seen, with no synonym in it,
-            // weighs the most: a hit matching only the common words of a question is weak.
-            let mut doc_freq = 0;
+            // little as 孩子), in the base and in general Chinese. A word neither the base
+            // nor general Chinese uses much weighs the most: a hit matching only the
+            // common words of a question is weak.
+            let mut weight = f32::INFINITY;
             for word in std::iter::once(&term.word)
                 .chain(&term.synonyms)
                 .chain(&term.related)
@@ -284,9 +297,10 @@ impl FullText {
                 let n = searcher
                     .doc_freq(&Term::from_field_text(f.text, word))
                     .map_err(ft)?;
-                doc_freq = doc_freq.max(n);
+                let general = self.segmenter.general_frequency(word);
+                weight = weight.min(score::weight(n, total, general, mean_len));
             }
-            idfs.push(score::idf(doc_freq, total));
+            idfs.push(weight);
             clauses.add(f.text, &term.word, 1.0, Role::Opens);
             clauses.add(f.title, &term.word, TITLE_BOOST, Role::Opens);
             for synonym in &term.synonyms {
@@ -327,10 +341,12 @@ impl FullText {
             };
             if let Some(rowid) = column.first(address.doc_id) {
                 let evidence = score::evidence(idfs.iter().copied().zip(credit));
-                keys.push(evidence * (RANK_FLOOR + (1.0 - RANK_FLOOR) * bm25 / best));
+                let floor: f32 = std::env::var("RAGSTREAM_FLOOR").ok().and_then(|v| v.parse().ok()).unwrap_or(RANK_FLOOR);
+                let key = evidence * (floor + (1.0 - floor) * bm25 / best);
+                keys.push(key);
                 matches.push(Match {
                     rowid: rowid as i64,
-                    score: evidence,
+                    score: if std::env::var("RAGSTREAM_KEY").is_ok() { key } else { evidence },
                 });
             }
         }

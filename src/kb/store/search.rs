@@ -13,13 +13,14 @@
 //!   at or below the floor are not in the vector ranking at all, so a model's background
 //!   similarity neither reorders the full-text hits nor lets an unrelated question through;
 //! - `Hit.score` is the evidence (full text alone, or in hybrid mode the larger of the
-//!   two) times the hit's fused value relative to the best hit's.
+//!   two) times the hit's fused value relative to the best hit's; hits come in the
+//!   order of their scores ([`crate::kb::fusion::select`]).
 
 use super::Store;
 use super::db;
 use super::vectors::VectorIndex;
 use crate::kb::StoreError;
-use crate::kb::fusion::{Shown, fuse};
+use crate::kb::fusion::{Shown, fuse, select};
 use crate::kb::{DetailedHit, Error, SearchParams};
 
 impl Store {
@@ -108,10 +109,7 @@ impl Store {
                 }
             }
         }
-        let best_rrf = candidates.first().map_or(0.0, |c| c.rrf);
-        // A candidate with no evidence (it shares single characters only) is no hit.
-        candidates.retain(|c| c.evidence() > 0.0 && c.score(best_rrf) >= params.min_score);
-        candidates.truncate(params.top_k);
+        let (candidates, best_rrf) = select(candidates, params.min_score, params.top_k);
 
         let rowids: Vec<i64> = candidates.iter().map(|c| c.key).collect();
         let rows = self.read(|conn| db::rows_by_rowid(conn, &rowids))?;

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::fulltext::terms_table;
 use super::pool::sql;
 use super::{PgStore, rows};
-use crate::kb::fusion::{Candidate, fuse};
+use crate::kb::fusion::{Candidate, fuse, select};
 use crate::kb::{DetailedHit, Error, SearchParams};
 
 /// A row of the vector ranking.
@@ -133,10 +133,7 @@ impl PgStore {
         }
         tx.commit().await.map_err(sql)?;
 
-        let best_rrf = candidates.first().map_or(0.0, |c| c.rrf);
-        // A candidate with no evidence (it shares single characters only) is no hit.
-        candidates.retain(|c| c.evidence() > 0.0 && c.score(best_rrf) >= params.min_score);
-        candidates.truncate(params.top_k);
+        let (candidates, best_rrf) = select(candidates, params.min_score, params.top_k);
         let mut hits = Vec::with_capacity(candidates.len());
         for c in &candidates {
             let row = text

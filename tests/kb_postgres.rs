@@ -904,6 +904,14 @@ async fn without_an_embeddings_provider_rows_have_no_vectors_and_full_text_answe
         .unwrap();
     assert_eq!(hits[0].hit.id, "self-injury");
     assert!(hits.iter().all(|h| h.vector_rank.is_none()));
+    // Issue 11: hits come best scored first, as in the embedded store.
+    let hits = store
+        .search("自闭症孩子自伤怎么办", &params(5))
+        .await
+        .unwrap();
+    let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+    assert!(scores.len() >= 3, "{hits:?}");
+    assert!(scores.windows(2).all(|w| w[0] > w[1]), "{scores:?}");
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.with_vectors, stats.embedding_model), (0, None));
     assert_eq!(stats.fulltext_documents, 47);

@@ -15,11 +15,15 @@
 //!   stands in for it (else a hit earning partial credit through a common synonym
 //!   would weigh like one holding a rare word);
 //! - the **evidence** is the IDF-weighted mean credit (1 only when every term occurs);
+//! - the **full-text score** weighs the evidence by the match's BM25 relative to the
+//!   best match's ([`ranked`]: from [`RANK_FLOOR`] for a BM25 near 0 up to 1 for the
+//!   best), so a hit whose words recur and fill a short text beats one that mentions
+//!   them once in a long answer; the full-text ranking is in this order;
 //! - in hybrid mode a vector match is evidence only above `kb.search.vector_floor`
 //!   ([`vector_evidence`]), and the hit's evidence is the larger of the two;
-//! - the **score** is the evidence times the hit's fused rank value relative to the
-//!   best hit's ([`combine`]): hits further down get less, so different hits get
-//!   different scores.
+//! - the **score** is that times the hit's fused rank value relative to the best hit's
+//!   ([`combine`]): hits further down get less, so different hits get different
+//!   scores; hits are returned in the order of their scores.
 //!
 //! Any store computes the same numbers from document frequencies and term presence,
 //! so `min_score` means the same thing whichever store is configured.
@@ -40,52 +44,19 @@ pub const RELATED: f32 = 0.3;
 /// Credit for a term whose every character bigram the hit contains (scaled by the share).
 pub const CHARS: f32 = 0.5;
 
-/// The sum of the word frequencies in jieba's own dictionary (the `dict.txt` jieba-rs
-/// 0.11 embeds): a word's frequency divided by it is the word's share of general Chinese
-/// text ([`crate::kb::segment::Segmenter::general_frequency`]).
-pub const GENERAL_WORDS: f64 = 60_101_964.0;
-
-/// Weight of the general-language prior on document frequencies, in documents
-/// ([`weight`]).
-pub fn background_docs() -> f32 {
-    std::env::var("RAGSTREAM_BG").ok().and_then(|v| v.parse().ok()).unwrap_or(0.0)
-}
+/// What a full-text match's evidence keeps, at least, when its BM25 is far below the best
+/// match's ([`ranked`]). Hits are returned in the order of their scores, so this sets how
+/// much BM25 (term frequency, text length) orders matches of equal evidence: 0.6 is the
+/// value at which ordering by the score keeps the sample eval's figures (recall@1 0.902,
+/// recall@3 1.000, rejection 0.533; 0.25, the value that ordered the full-text ranking
+/// before, drops recall@3 to 0.980, 1.0 (evidence alone) drops recall@1 to 0.863;
+/// docs/knowledge-base.md, "Choosing the constants").
+pub const RANK_FLOOR: f32 = 0.6;
 
 /// BM25's IDF of a term found in `doc_freq` of `total` documents.
 pub fn idf(doc_freq: u64, total: u64) -> f32 {
     let doc_freq = doc_freq.min(total) as f32;
     (1.0 + ((total as f32 - doc_freq) + 0.5) / (doc_freq + 0.5)).ln()
-}
-
-/// The share of general-language documents of `mean_len` words that contain a word
-/// whose general frequency is `general_freq` (out of [`GENERAL_WORDS`]):
-/// `1 − (1 − f / GENERAL_WORDS)^mean_len`.
-pub fn background_rate(general_freq: u64, mean_len: f32) -> f32 {
-    let p = (general_freq as f64 / GENERAL_WORDS).clamp(0.0, 1.0);
-    (1.0 - (1.0 - p).powf(f64::from(mean_len.max(1.0)))) as f32
-}
-
-/// The weight of a query word: BM25's IDF over the store's `total` documents, `doc_freq`
-/// of which contain it, pooled with a background of [`background_docs`] general-language
-/// documents as long as the store's (`mean_len` words on average), of which a share
-/// [`background_rate`] contains it:
-/// `ln(1 + (N + B − n − B·r + 0.5) / (n + B·r + 0.5))`.
-///
-/// A small knowledge base says little about everyday words: 今天 may be in one of 47
-/// entries and weigh like a domain term. The background makes a word common in general
-/// Chinese (今天, 多少, 推荐) weigh little even so, while a word rare in general language
-/// (孤独症, 撞墙, or one jieba does not know) keeps the weight its documents give it.
-pub fn weight(doc_freq: u64, total: u64, general_freq: u64, mean_len: f32) -> f32 {
-    let docs = background_docs();
-    let own = doc_freq.min(total) as f32;
-    let pooled = own + docs * background_rate(general_freq, mean_len);
-    let n = if std::env::var("RAGSTREAM_MAX").is_ok() && total > 0 {
-        pooled.max(own * (total as f32 + docs) / total as f32)
-    } else {
-        pooled
-    };
-    let total = total as f32 + docs;
-    (1.0 + ((total - n).max(0.0) + 0.5) / (n + 0.5)).ln()
 }
 
 /// The IDF-weighted mean of the credits, in [0, 1]: `Σ idf·credit / Σ idf`.
@@ -122,6 +93,17 @@ pub fn vector_evidence(cosine: f32, floor: f32) -> f32 {
         return 0.0;
     }
     ((cosine - floor) / (1.0 - floor)).clamp(0.0, 1.0)
+}
+
+/// A full-text match's score: its `evidence` weighed by its BM25 relative to the best
+/// match's (`bm25 / best`), `evidence × (RANK_FLOOR + (1 − RANK_FLOOR) × bm25 / best)`.
+pub fn ranked(evidence: f32, bm25: f32, best: f32) -> f32 {
+    let relative = if best > 0.0 {
+        (bm25 / best).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    (evidence * (RANK_FLOOR + (1.0 - RANK_FLOOR) * relative)).clamp(0.0, 1.0)
 }
 
 /// The score of a hit: its evidence, scaled by its fused rank value relative to the
@@ -168,6 +150,16 @@ mod tests {
         assert_eq!(combine(1.0, 2.0, 1.0), 1.0);
         assert_eq!(chars_credit(2, 1), CHARS / 2.0);
         assert_eq!(chars_credit(0, 0), 0.0);
+    }
+
+    #[test]
+    fn a_lower_bm25_weighs_the_evidence_down_to_the_floor() {
+        assert_eq!(ranked(0.8, 10.0, 10.0), 0.8);
+        let half = ranked(0.8, 5.0, 10.0);
+        assert!((half - 0.8 * (RANK_FLOOR + (1.0 - RANK_FLOOR) / 2.0)).abs() < 1e-6);
+        assert!((ranked(0.8, 0.0, 10.0) - 0.8 * RANK_FLOOR).abs() < 1e-6);
+        assert_eq!(ranked(0.0, 10.0, 10.0), 0.0, "no evidence, no score");
+        assert!(ranked(1.0, 3.0, 10.0) > ranked(0.5, 10.0, 10.0));
     }
 
     #[test]

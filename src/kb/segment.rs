@@ -10,7 +10,6 @@
 //! 刻板, 行为 and 刻板行为), so a query for 刻板 still meets a document about 刻板行为.
 
 use crate::kb::{ImportError, StoreError};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -180,23 +179,13 @@ pub struct QueryTerm {
 #[derive(Clone)]
 pub struct Segmenter {
     /// The dictionary, loaded on first use.
-    jieba: Arc<OnceLock<Loaded>>,
+    jieba: Arc<OnceLock<Jieba>>,
     /// The user words, checked, waiting to be added on load.
     user_words: Arc<Vec<UserWord>>,
     /// The operator's synonym groups (`kb.synonyms`) for query expansion.
     synonyms: Arc<Synonyms>,
     /// Whether queries are also expanded with the built-in groups ([`synonyms::builtin`]).
     builtin_synonyms: bool,
-}
-
-/// jieba with the user words added, and what its own dictionary said of them before.
-struct Loaded {
-    /// The dictionary, user words included.
-    jieba: Jieba,
-    /// Each user word's frequency in jieba's own dictionary (0 when it has none):
-    /// adding a word replaces its frequency, and the general-language frequency
-    /// ([`Segmenter::general_frequency`]) must not depend on the user dictionary.
-    general: HashMap<String, u64>,
 }
 
 /// One `WORD [FREQ] [TAG]` line of a user dictionary.
@@ -289,19 +278,9 @@ impl Segmenter {
 
     /// The dictionary, loading it on first use.
     fn jieba(&self) -> &Jieba {
-        &self.loaded().jieba
-    }
-
-    /// The dictionary and the user words' general frequencies, loaded on first use.
-    fn loaded(&self) -> &Loaded {
         self.jieba.get_or_init(|| {
             let started = std::time::Instant::now();
             let mut jieba = Jieba::new();
-            let general = self
-                .user_words
-                .iter()
-                .map(|w| (w.word.to_lowercase(), dictionary_frequency(&jieba, &w.word)))
-                .collect();
             for word in self.user_words.iter() {
                 jieba.add_word(&word.word, word.freq, word.tag.as_deref());
             }
@@ -309,20 +288,8 @@ impl Segmenter {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "jieba dictionary loaded"
             );
-            Loaded { jieba, general }
+            jieba
         })
-    }
-
-    /// How often `word` occurs in general Chinese text: its frequency in jieba's own
-    /// dictionary (out of [`crate::kb::score::GENERAL_WORDS`]), 0 for a word the
-    /// dictionary lacks. The user dictionaries do not change it: a domain word an operator
-    /// adds counts as rare unless jieba already knew it as common.
-    pub fn general_frequency(&self, word: &str) -> u64 {
-        let loaded = self.loaded();
-        match loaded.general.get(word) {
-            Some(freq) => *freq,
-            None => dictionary_frequency(&loaded.jieba, word),
-        }
     }
 
     /// The index-side words of `text`, in order, lower-cased, stop words and punctuation removed.
@@ -390,19 +357,6 @@ impl Segmenter {
             segmenter: self.clone(),
         }
     }
-}
-
-/// `word`'s frequency in `jieba`'s dictionary, 0 when it is not a word there.
-///
-/// jieba-rs has no getter for it, but `suggest_freq` of a word that its own cut keeps
-/// whole is that frequency (or one more, from rounding); a dictionary word jieba would
-/// cut apart gets the joint frequency of its parts, which is below any word's frequency
-/// that matters here (both are tiny next to [`crate::kb::score::GENERAL_WORDS`]).
-fn dictionary_frequency(jieba: &Jieba, word: &str) -> u64 {
-    if !jieba.has_word(word) {
-        return 0;
-    }
-    u64::try_from(jieba.suggest_freq(word)).unwrap_or(u64::MAX)
 }
 
 /// Whether `c` is a CJK ideograph (the characters the character fields index).

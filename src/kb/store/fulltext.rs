@@ -40,8 +40,6 @@ const RELATED_BOOST: f32 = 0.3;
 const BIGRAM_BOOST: f32 = 0.3;
 /// Weight of a single character of a query word.
 const UNIGRAM_BOOST: f32 = 0.1;
-/// In the final order, how much a hit's evidence keeps when its BM25 is far below the best.
-const RANK_FLOOR: f32 = 0.25;
 /// Indexing memory budget per writer (tantivy needs at least 15 MB per thread).
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 
@@ -79,9 +77,9 @@ pub struct Entry {
 pub struct Match {
     /// SQLite rowid.
     pub rowid: i64,
-    /// The evidence (0..=1, [`crate::kb::score::evidence`]): the IDF-weighted share of
-    /// the query's words the document contains, synonyms and shared characters earning
-    /// part credit.
+    /// The full-text score (0..=1, [`crate::kb::score::ranked`]): the evidence (the
+    /// IDF-weighted share of the query's words the document contains, synonyms and
+    /// shared characters earning part credit) weighed by its BM25 relative to the best.
     pub score: f32,
 }
 
@@ -254,9 +252,10 @@ impl FullText {
         self.reader.reload().map_err(ft)
     }
 
-    /// The best `limit` matches of `query`, best first, ranked by BM25 over the query's
-    /// words (title matches weigh more), their synonyms and, weighted least, their
-    /// characters; each scored by its evidence ([`crate::kb::score`]).
+    /// The best `limit` matches of `query`, best first: the best `limit` by BM25 over the
+    /// query's words (title matches weigh more), their synonyms and, weighted least, their
+    /// characters, each scored by its evidence weighed by its BM25
+    /// ([`crate::kb::score::ranked`]) and ordered by that score.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Match>, Error> {
         let terms = self.segmenter.analyze(query);
         if terms.is_empty() || limit == 0 {
@@ -269,27 +268,14 @@ impl FullText {
             .map(|s| u64::from(s.max_doc()))
             .sum();
         let f = self.fields;
-        let mut tokens = 0u64;
-        for segment in searcher.segment_readers() {
-            tokens += segment
-                .inverted_index(f.text)
-                .map_err(ft)?
-                .total_num_tokens();
-        }
-        let mean_len = if total > 0 {
-            tokens as f32 / total as f32
-        } else {
-            0.0
-        };
         let mut clauses = Clauses::default();
         let mut idfs = Vec::with_capacity(terms.len());
         for term in &terms {
             // A term weighs as much as the concept it stands for is rare: its own
             // documents or, when a synonym is more common, the synonym's (宝宝 weighs as
-            // little as 孩子), in the base and in general Chinese. A word neither the base
-            // nor general Chinese uses much weighs the most: a hit matching only the
-            // common words of a question is weak.
-            let mut weight = f32::INFINITY;
+            // little as 孩子). A word the base has never seen, with no synonym in it,
+            // weighs the most: a hit matching only the common words of a question is weak.
+            let mut doc_freq = 0;
             for word in std::iter::once(&term.word)
                 .chain(&term.synonyms)
                 .chain(&term.related)
@@ -297,10 +283,9 @@ impl FullText {
                 let n = searcher
                     .doc_freq(&Term::from_field_text(f.text, word))
                     .map_err(ft)?;
-                let general = self.segmenter.general_frequency(word);
-                weight = weight.min(score::weight(n, total, general, mean_len));
+                doc_freq = doc_freq.max(n);
             }
-            idfs.push(weight);
+            idfs.push(score::idf(doc_freq, total));
             clauses.add(f.text, &term.word, 1.0, Role::Opens);
             clauses.add(f.title, &term.word, TITLE_BOOST, Role::Opens);
             for synonym in &term.synonyms {
@@ -325,7 +310,6 @@ impl FullText {
         let credits = self.credits(&searcher, &terms, &addresses)?;
         let best = top.first().map_or(0.0, |(bm25, _)| *bm25);
         let mut matches = Vec::with_capacity(top.len());
-        let mut keys = Vec::with_capacity(top.len());
         // The rowid column of a segment, opened at its first hit.
         let mut columns = vec![None; searcher.segment_readers().len()];
         for ((bm25, address), credit) in top.into_iter().zip(credits) {
@@ -341,20 +325,16 @@ impl FullText {
             };
             if let Some(rowid) = column.first(address.doc_id) {
                 let evidence = score::evidence(idfs.iter().copied().zip(credit));
-                let floor: f32 = std::env::var("RAGSTREAM_FLOOR").ok().and_then(|v| v.parse().ok()).unwrap_or(RANK_FLOOR);
-                let key = evidence * (floor + (1.0 - floor) * bm25 / best);
-                keys.push(key);
                 matches.push(Match {
                     rowid: rowid as i64,
-                    score: if std::env::var("RAGSTREAM_KEY").is_ok() { key } else { evidence },
+                    score: score::ranked(evidence, bm25, best),
                 });
             }
         }
-        // Ordered by evidence weighted by BM25 (term frequency and length), so that the
-        // order and the scores agree.
-        let mut order: Vec<usize> = (0..matches.len()).collect();
-        order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]));
-        Ok(order.into_iter().map(|i| matches[i]).collect())
+        // Ordered by the score (evidence weighted by BM25: term frequency and length), so
+        // that the order and the scores agree. Stable: ties keep the BM25 order.
+        matches.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(matches)
     }
 
     /// For each hit, the credit it earns for each query term: the word in the title,

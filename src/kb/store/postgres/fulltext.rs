@@ -28,9 +28,6 @@ const K1: f32 = 1.2;
 const B: f32 = 0.75;
 /// Weight of a synonym of a query word in the candidates' BM25 (as in the embedded store).
 const SYNONYM_BOOST: f32 = 0.6;
-/// In the order, how much a match's evidence keeps when its BM25 is far below the best
-/// (as in the embedded store).
-const RANK_FLOOR: f32 = 0.25;
 /// The most rows the candidate query reads, however common the query's words are.
 pub const MAX_CANDIDATES: i64 = 2000;
 
@@ -194,8 +191,9 @@ fn bm25(terms: &[(usize, f32)], words: f32, avg_words: f32) -> f32 {
 pub(crate) struct TextMatch {
     /// The row's `id` as text.
     pub id: String,
-    /// The evidence ([`crate::kb::score::evidence`]), 0..=1.
-    pub evidence: f32,
+    /// The full-text score ([`crate::kb::score::ranked`]), 0..=1: the evidence weighed
+    /// by the row's BM25 relative to the best, as in the embedded store.
+    pub score: f32,
     /// The row's `content`.
     pub content: String,
     /// The row's `metadata`.
@@ -345,7 +343,7 @@ impl PgStore {
             .collect();
         let idfs: Vec<f32> = terms.iter().map(|t| idf(&t.word)).collect();
         let best = ranked.first().map_or(0.0, |(_, b)| *b);
-        let mut matches: Vec<(f32, TextMatch)> = Vec::with_capacity(ranked.len());
+        let mut matches: Vec<TextMatch> = Vec::with_capacity(ranked.len());
         for (id, bm25) in ranked {
             // Rows the filter excludes, or whose terms outlived them, are no match.
             let Some((content, metadata)) = rows.remove(&id) else {
@@ -354,21 +352,16 @@ impl PgStore {
             let f = rows::fields(id.clone(), content.clone(), &metadata);
             let credits = credits(segmenter, &terms, &f.title, &f.body);
             let evidence = score::evidence(idfs.iter().copied().zip(credits));
-            let weight = if best > 0.0 { bm25 / best } else { 0.0 };
-            let key = evidence * (RANK_FLOOR + (1.0 - RANK_FLOOR) * weight);
-            matches.push((
-                key,
-                TextMatch {
-                    id,
-                    evidence,
-                    content,
-                    metadata,
-                },
-            ));
+            matches.push(TextMatch {
+                id,
+                score: score::ranked(evidence, bm25, best),
+                content,
+                metadata,
+            });
         }
-        // Evidence weighted by BM25 orders the matches, so order and scores agree.
-        matches.sort_by(|a, b| b.0.total_cmp(&a.0));
-        Ok(matches.into_iter().map(|(_, m)| m).collect())
+        // Ordered by the score (evidence weighted by BM25), so order and scores agree.
+        matches.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(matches)
     }
 }
 

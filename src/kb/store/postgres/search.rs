@@ -91,7 +91,7 @@ impl PgStore {
             None => Vec::new(),
         };
         let mut candidates = fuse(
-            text.iter().map(|m| (m.id.clone(), m.evidence)),
+            text.iter().map(|m| (m.id.clone(), m.score)),
             near.iter().map(|n| (n.id.clone(), n.similarity)),
             cfg.search.rrf_k,
             cfg.search.vector_floor,

@@ -474,6 +474,23 @@ async fn without_a_model_close_hits_are_offered_as_questions_not_answered() {
     assert_eq!(events[1].data["sources"].as_array().unwrap().len(), 3);
 }
 
+// Issue 11: a "did you mean" offers a choice; one weak hit (今天天气怎么样 meets the
+// sample's 今天的安排 through 今天 alone) is no choice and no answer: the no-match message.
+#[tokio::test]
+async fn without_a_model_a_single_weak_hit_gets_the_no_match_message() {
+    let mut raw = config("http://unused");
+    raw.llm.base_url = None;
+    raw.llm.api_key = None;
+    raw.kb.sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb/autism-qa.jsonl");
+    let server = start(raw).await;
+
+    let events = chat(&server, json!({"content": "今天天气怎么样"})).await;
+    assert_eq!(answer(&events), "知识库中没有找到相关内容。");
+    assert_eq!(last(&events).data["finish_reason"], "no_match");
+    assert!(!names(&events).contains(&"sources"), "{events:?}");
+}
+
 #[tokio::test]
 async fn the_classic_endpoint_streams_the_answer_text_alone() {
     let upstream = Upstream::start(vec![

@@ -6,8 +6,10 @@
 //!
 //! The rule, measured on the sample eval (docs/knowledge-base.md, "Answers without a
 //! model"): the best hit is answered only when it scores at least [`ANSWER_MIN`] and
-//! the next hit scores at most [`MARGIN`] × the best; otherwise the closest
-//! [`SUGGESTIONS`] questions are offered instead of a confident wrong answer.
+//! the next hit scores at most [`MARGIN`] × the best; otherwise the closest two or
+//! [`SUGGESTIONS`] questions are offered instead of a confident wrong answer. A "did you
+//! mean" offers a choice, so it needs two questions at least: a single hit too weak to be
+//! answered is no match (issue 11: 今天天气怎么样 met one entry, through 今天).
 
 use super::Hit;
 
@@ -37,8 +39,11 @@ pub fn choose(hits: &[Hit]) -> Choice<'_> {
     let runner_up = hits.get(1).map_or(0.0, |h| h.score);
     if best.score >= ANSWER_MIN && runner_up <= MARGIN * best.score {
         Choice::Answer(best)
-    } else {
+    } else if hits.len() >= 2 {
         Choice::Suggest(&hits[..hits.len().min(SUGGESTIONS)])
+    } else {
+        // One weak hit is no list to choose from, and too weak to be the answer.
+        Choice::NoMatch
     }
 }
 
@@ -72,5 +77,14 @@ mod tests {
         let weak = [hit("a", 0.2), hit("b", 0.05)];
         assert_eq!(choose(&weak), Choice::Suggest(&weak[..]));
         assert_eq!(choose(&[]), Choice::NoMatch);
+    }
+
+    // Issue 11: a "did you mean" with a single question is no choice.
+    #[test]
+    fn a_single_weak_hit_is_no_match_and_a_single_strong_one_the_answer() {
+        let weak = [hit("a", 0.167)];
+        assert_eq!(choose(&weak), Choice::NoMatch);
+        let strong = [hit("a", ANSWER_MIN)];
+        assert_eq!(choose(&strong), Choice::Answer(&strong[0]));
     }
 }

@@ -28,6 +28,8 @@ const K1: f32 = 1.2;
 const B: f32 = 0.75;
 /// Weight of a synonym of a query word in the candidates' BM25 (as in the embedded store).
 const SYNONYM_BOOST: f32 = 0.6;
+/// Weight of a built-in related word in the candidates' BM25 (as in the embedded store).
+const RELATED_BOOST: f32 = 0.3;
 /// The most rows the candidate query reads, however common the query's words are.
 pub const MAX_CANDIDATES: i64 = 2000;
 
@@ -223,7 +225,10 @@ impl PgStore {
         }
         let mut lexemes: Vec<String> = Vec::new();
         for term in &terms {
-            for word in std::iter::once(&term.word).chain(&term.synonyms) {
+            for word in std::iter::once(&term.word)
+                .chain(&term.synonyms)
+                .chain(&term.related)
+            {
                 if !lexemes.contains(word) {
                     lexemes.push(word.clone());
                 }
@@ -315,6 +320,11 @@ impl PgStore {
                             weighted.push((*tf, SYNONYM_BOOST * idf(synonym)));
                         }
                     }
+                    for related in &term.related {
+                        if let Some(tf) = tfs.get(related) {
+                            weighted.push((*tf, RELATED_BOOST * idf(related)));
+                        }
+                    }
                 }
                 (id, bm25(&weighted, len as f32, avg_words))
             })
@@ -341,7 +351,19 @@ impl PgStore {
             .into_iter()
             .map(|r| (r.get(0), (r.get(1), r.get(2))))
             .collect();
-        let idfs: Vec<f32> = terms.iter().map(|t| idf(&t.word)).collect();
+        // A term weighs as much as its concept is rare: the most common of the word, its
+        // synonyms and related words decides (宝宝 weighs as little as 孩子), as in the
+        // embedded store.
+        let idfs: Vec<f32> = terms
+            .iter()
+            .map(|t| {
+                std::iter::once(&t.word)
+                    .chain(&t.synonyms)
+                    .chain(&t.related)
+                    .map(|w| idf(w))
+                    .fold(f32::INFINITY, f32::min)
+            })
+            .collect();
         let best = ranked.first().map_or(0.0, |(_, b)| *b);
         let mut matches: Vec<TextMatch> = Vec::with_capacity(ranked.len());
         for (id, bm25) in ranked {
@@ -366,8 +388,8 @@ impl PgStore {
 }
 
 /// The credit a hit with `title` and `body` earns for each query term, as the embedded
-/// store gives it: the word in the title, else in the text, else a synonym, else the
-/// share of the word's character bigrams the text contains.
+/// store gives it: the word in the title, else in the text, else a synonym, else a
+/// built-in related word, else the share of the word's character bigrams the text contains.
 fn credits(segmenter: &Segmenter, terms: &[QueryTerm], title: &str, body: &str) -> Vec<f32> {
     let full = format!("{title}\n{body}");
     let title_words: HashSet<String> = segmenter.words(title).into_iter().collect();
@@ -381,6 +403,8 @@ fn credits(segmenter: &Segmenter, terms: &[QueryTerm], title: &str, body: &str) 
                 score::BODY
             } else if term.synonyms.iter().any(|s| words.contains(s)) {
                 score::SYNONYM
+            } else if term.related.iter().any(|s| words.contains(s)) {
+                score::RELATED
             } else {
                 let found = term.bigrams.iter().filter(|b| full.contains(*b)).count();
                 score::chars_credit(term.bigrams.len(), found)

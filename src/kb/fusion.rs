@@ -4,7 +4,8 @@
 //! `Σ 1 / (rrf_k + rank)` over the rankings it appears in (rank from 1). A hit's
 //! score is its evidence (the better of full text and vector) scaled by its fused
 //! value relative to the best hit's ([`crate::kb::score::combine`]), so `min_score`
-//! means the same whichever store ranked the rows.
+//! means the same whichever store ranked the rows. The hits are the fused candidates in
+//! the order of their scores ([`select`]).
 //!
 //! Rows are named by a key of the store's choosing (a SQLite rowid, a PostgreSQL id as
 //! text); the rankings give, per row, its key and its evidence (0..=1 full text, cosine

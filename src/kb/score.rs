@@ -25,7 +25,7 @@
 //!   ([`combine`]): hits further down get less, so different hits get different
 //!   scores; hits are returned in the order of their scores.
 //!
-//! Any store computes the same numbers from document frequencies and term presence,
+//! Any store computes the same numbers from document frequencies, term presence and BM25,
 //! so `min_score` means the same thing whichever store is configured.
 
 /// Credit for a term the hit contains as a word.

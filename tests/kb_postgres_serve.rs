@@ -207,9 +207,13 @@ async fn the_postgres_stores_hits_are_reranked() {
         "127.0.0.1:0",
     ]);
     postgres_env(&mut command, &url, &embed);
+    // The stored question itself: since full-text scores weigh evidence by BM25 (issue
+    // 11), only its own entry passes the default min_score; with 0 every candidate that
+    // shares a word goes to the reranker, which prefers another.
     command
         .env("RAGSTREAM_KB__RERANK__BASE_URL", rerank.base_url())
-        .env("RAGSTREAM_KB__RERANK__MODEL", "bge-reranker-v2-m3");
+        .env("RAGSTREAM_KB__RERANK__MODEL", "bge-reranker-v2-m3")
+        .env("RAGSTREAM_KB__SEARCH__MIN_SCORE", "0");
     let mut command = Command::from(command);
     command.stderr(Stdio::piped()).kill_on_drop(true);
     let p = Process::start(command).await;

@@ -111,15 +111,16 @@ async fn the_unseen_eval_set_does_not_fall_below_the_recorded_figures() {
     let report = eval::run(&store, &cases, 3, &cfg.search_params())
         .await
         .unwrap();
-    // docs/knowledge-base.md records these figures: recall@3 0.767, rejection 0.385,
-    // wrong answers 0.116 with the built-in synonyms (0.756, 0.423, 0.116 without them;
-    // before the calibrated ranking 0.698, 0.192, 0.571). The recall floor was 0.77
+    // docs/knowledge-base.md records these figures: recall@3 0.767, rejection 0.423,
+    // wrong answers 0.098 with the built-in synonyms (0.756, 0.462, 0.107 without them;
+    // before the calibrated ranking 0.698, 0.192, 0.571). Rejection rose from 0.385 and
+    // wrong answers fell from 0.116 when interrogatives (哪里, 多少 …) became query filler. The recall floor was 0.77
     // (0.779) until hits were ordered by their scores (issue 11): a full-text score now
     // weighs the evidence by BM25, and one held-out question's right entry, below the
     // best by BM25, fell under min_score (孩子怕吵，去商场就受不了).
     assert!(report.recall_at_k >= 0.76, "{report:#?}");
-    assert!(report.rejection.unwrap() >= 0.38, "{report:#?}");
-    assert!(report.answers.wrong <= 0.12, "{report:#?}");
+    assert!(report.rejection.unwrap() >= 0.42, "{report:#?}");
+    assert!(report.answers.wrong <= 0.10, "{report:#?}");
 }
 
 /// Three entries, none with the word 医生.

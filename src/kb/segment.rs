@@ -108,7 +108,9 @@ const STOP_WORDS: &[&str] = &[
 ];
 
 /// Words dropped from queries only (not from the index): they say how a question is
-/// asked, not what about. Dropped unless nothing else is left.
+/// asked, not what about. Dropped unless nothing else is left. Interrogatives (哪里,
+/// 多少, 几个 …) are among them, as 什么, 怎么 and 哪些 are stop words: a question that
+/// shares only its question word with an entry (房贷利率是多少) is not about that entry.
 const FILLER: &[&str] = &[
     "我家",
     "我们",
@@ -134,6 +136,15 @@ const FILLER: &[&str] = &[
     "会不会",
     "可不可以",
     "一下",
+    "哪里",
+    "哪儿",
+    "哪个",
+    "哪种",
+    "多少",
+    "几",
+    "几个",
+    "多久",
+    "谁",
     "现在",
     "请教",
     "想问",
@@ -600,6 +611,15 @@ mod tests {
         );
         let only_filler: Vec<String> = s.analyze("总是这样").into_iter().map(|t| t.word).collect();
         assert!(!only_filler.is_empty());
+        // Issue 11: interrogatives say how a question is asked, like 什么 and 哪些.
+        for (question, dropped) in [("周末带孩子去哪里玩", "哪里"), ("房贷利率是多少", "多少")]
+        {
+            let words: Vec<String> = s.analyze(question).into_iter().map(|t| t.word).collect();
+            assert!(!words.iter().any(|w| w == dropped), "{question}: {words:?}");
+            assert!(!words.is_empty(), "{question}");
+        }
+        let alone: Vec<String> = s.analyze("多少").into_iter().map(|t| t.word).collect();
+        assert_eq!(alone, ["多少"]);
     }
 
     #[test]

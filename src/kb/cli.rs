@@ -353,6 +353,13 @@ async fn migrate_cmd(cfg: &KbConfig, out: &mut dyn Write) -> anyhow::Result<()> 
         writeln!(out, "created full-text table {table}_ragstream_terms")?;
         said = true;
     }
+    if done.term_stats {
+        writeln!(
+            out,
+            "created full-text statistics {table}_ragstream_df and {table}_ragstream_totals"
+        )?;
+        said = true;
+    }
     if done.pruned > 0 {
         writeln!(
             out,

@@ -189,6 +189,9 @@ impl PgStore {
         };
         let deleted: Vec<String> = deleted.map_err(sql)?.iter().map(|r| r.get(0)).collect();
         super::fulltext::forget(&tx, &self.inner.config.postgres.table, &deleted).await?;
+        if !deleted.is_empty() {
+            super::fulltext::refresh(&tx, &self.inner.config.postgres.table).await?;
+        }
         tx.commit().await.map_err(sql)?;
         Ok(deleted.len())
     }

@@ -3,11 +3,15 @@
 //! (`id text primary key` = the row's id as text, `terms tsvector` of jieba-segmented
 //! words with positions, `words int` = the text's length in words) with a GIN index.
 //! LangChain's columns are never touched. `kb import` fills it for ragstream's rows,
-//! `kb migrate` for every row that has none (rows written by other tools).
+//! `kb migrate` for every row that has none (rows written by other tools). Beside it,
+//! the term statistics: `<table>_ragstream_df` (each word's number of rows) and
+//! `<table>_ragstream_totals` (rows, total words), recounted by every transaction that
+//! changes the side table ([`refresh`]), so a search reads them instead of counting.
 //!
-//! Search ([`PgStore::text_ranking`]): candidates by `terms @@ 'w1' | 'w2' …` over the
-//! query's rarest words (bounded by [`MAX_CANDIDATES`]), ordered by BM25 (k1 1.2, b 0.75,
-//! IDF from the GIN index's document counts), then scored with the evidence of
+//! Search ([`PgStore::text_ranking`]): candidates by `terms @@ 'w1' & 'w2' …` (every
+//! query word), then `terms @@ 'w1' | 'w2' …` over the query's rarest words (bounded by
+//! [`MAX_CANDIDATES`]), ordered by BM25 (k1 1.2, b 0.75,
+//! IDF from the term statistics), then scored with the evidence of
 //! [`crate::kb::score`] exactly as the embedded store scores full text. The caller
 //! fuses this ranking with the vector ranking ([`crate::kb::fusion`]).
 
@@ -17,7 +21,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 
 use super::config::quoted;
-use super::pool::sql;
+use super::pool::{cached, sql};
 use super::{PgStore, rows};
 use crate::kb::segment::{QueryTerm, Segmenter};
 use crate::kb::{Error, score};
@@ -31,35 +35,103 @@ const SYNONYM_BOOST: f32 = 0.6;
 /// Weight of a built-in related word in the candidates' BM25 (as in the embedded store).
 const RELATED_BOOST: f32 = 0.3;
 /// The most rows the candidate query reads, however common the query's words are.
-pub const MAX_CANDIDATES: i64 = 2000;
+pub const MAX_CANDIDATES: i64 = 1000;
 
 /// The side table's name (quoted, in the table's schema) for `kb.postgres.table`.
 pub fn terms_table(table: &str) -> String {
     quoted(&format!("{table}_ragstream_terms"))
 }
 
-/// Creates the side table and its GIN index if missing; true when it created the table.
-pub async fn ensure(client: &impl GenericClient, table_name: &str) -> Result<bool, Error> {
+/// The table of per-word document counts of the side table (`lexeme text primary key`,
+/// `docs int`), for IDF without counting rows on every search.
+pub fn df_table(table: &str) -> String {
+    quoted(&format!("{table}_ragstream_df"))
+}
+
+/// The one-row table of the side table's row count and total length in words (`docs`,
+/// `words`), for BM25's mean length without a scan on every search.
+pub fn totals_table(table: &str) -> String {
+    quoted(&format!("{table}_ragstream_totals"))
+}
+
+/// What [`ensure`] created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ensured {
+    /// The side table and its GIN index.
+    pub terms: bool,
+    /// The term statistics tables (filled from the side table).
+    pub stats: bool,
+}
+
+/// Creates the side table and its GIN index, and the term statistics (filled), where
+/// missing.
+pub async fn ensure(client: &impl GenericClient, table_name: &str) -> Result<Ensured, Error> {
     let terms = terms_table(table_name);
-    let exists = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&terms])
+    let row = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL, \
+                    to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
+            &[&terms, &df_table(table_name), &totals_table(table_name)],
+        )
         .await
-        .map_err(sql)?
-        .get::<_, bool>(0);
-    if exists {
-        return Ok(false);
+        .map_err(sql)?;
+    let (has_terms, has_stats): (bool, bool) = (row.get(0), row.get(1));
+    if !has_terms {
+        let name = table_name.rsplit('.').next().unwrap_or(table_name);
+        let index = quoted(&format!("{name}_ragstream_terms_gin"));
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {terms} (id text PRIMARY KEY, terms tsvector NOT NULL, \
+                 words int NOT NULL); \
+                 CREATE INDEX IF NOT EXISTS {index} ON {terms} USING gin (terms)"
+            ))
+            .await
+            .map_err(sql)?;
     }
-    let name = table_name.rsplit('.').next().unwrap_or(table_name);
-    let index = quoted(&format!("{name}_ragstream_terms_gin"));
+    if !has_stats {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (lexeme text PRIMARY KEY, docs int NOT NULL); \
+                 CREATE TABLE IF NOT EXISTS {} (one boolean PRIMARY KEY DEFAULT true CHECK (one), \
+                 docs bigint NOT NULL, words bigint NOT NULL)",
+                df_table(table_name),
+                totals_table(table_name)
+            ))
+            .await
+            .map_err(sql)?;
+        refresh(client, table_name).await?;
+    }
+    Ok(Ensured {
+        terms: !has_terms,
+        stats: !has_stats,
+    })
+}
+
+/// Recounts the term statistics (each word's documents, the rows and their length)
+/// from the side table, in the caller's transaction: every transaction that changes
+/// the side table ends with this, so searches read exact counts. Concurrent writers
+/// take turns (the last to commit counted everything committed before it); searches
+/// are not blocked and see the old counts until the commit.
+pub async fn refresh(client: &impl GenericClient, table_name: &str) -> Result<(), Error> {
+    let terms = terms_table(table_name);
+    let df = df_table(table_name);
+    let totals = totals_table(table_name);
     client
         .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {terms} (id text PRIMARY KEY, terms tsvector NOT NULL, \
-             words int NOT NULL); \
-             CREATE INDEX IF NOT EXISTS {index} ON {terms} USING gin (terms)"
+            "LOCK TABLE {totals} IN SHARE ROW EXCLUSIVE MODE; \
+             DELETE FROM {totals}; DELETE FROM {df}; \
+             INSERT INTO {totals} (docs, words) SELECT count(*), coalesce(sum(words), 0) FROM {terms}"
         ))
         .await
         .map_err(sql)?;
-    Ok(true)
+    client
+        .execute(
+            &format!("INSERT INTO {df} (lexeme, docs) SELECT word, ndoc FROM ts_stat($1)"),
+            &[&format!("SELECT terms FROM {terms}")],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(())
 }
 
 /// Stores (or replaces) the segmented terms of row `id`.
@@ -208,8 +280,9 @@ impl PgStore {
     /// full text ([`crate::kb::score`]): per query word, credit for the word in the title,
     /// in the body, a synonym, or a share of its character bigrams, weighted by IDF.
     ///
-    /// Candidates are the rows holding the query's rarest words, at most
-    /// [`MAX_CANDIDATES`] of them however common the words are; they are ordered by BM25
+    /// Candidates are the rows holding every query word (or a synonym), then the rows
+    /// holding the query's rarest words, at most [`MAX_CANDIDATES`] of them however
+    /// common the words are; they are ordered by BM25
     /// over the words and their synonyms, and the best `limit` are scored and reordered
     /// by evidence weighted by BM25, as in the embedded store.
     pub(crate) async fn text_ranking(
@@ -217,6 +290,7 @@ impl PgStore {
         tx: &impl GenericClient,
         query: &str,
         limit: usize,
+        has_stats: bool,
     ) -> Result<Vec<TextMatch>, Error> {
         let segmenter = &self.inner.segmenter;
         let terms = segmenter.analyze(query);
@@ -235,38 +309,66 @@ impl PgStore {
             }
         }
         let cfg = &self.inner.config;
-        let side = terms_table(&cfg.postgres.table);
+        let table = &cfg.postgres.table;
+        let side = terms_table(table);
         let literals: Vec<String> = lexemes.iter().map(|w| literal(w)).collect();
-        // The GIN index counts each word's documents; the total and mean length come
-        // from the side table (orphaned terms are removed with their rows).
-        let stats = tx
-            .query_one(
-                &format!("SELECT count(*), coalesce(avg(words), 0)::float8 FROM {side}"),
-                &[],
+        let (total, avg_words, df) = if has_stats {
+            // Counted when the side table last changed ([`refresh`]).
+            let rows = cached(
+                tx,
+                &format!(
+                    "SELECT t.docs, (t.words::float8 / greatest(t.docs, 1))::float8, \
+                         d.lexeme, d.docs FROM {} t LEFT JOIN {} d ON d.lexeme = ANY($1)",
+                    totals_table(table),
+                    df_table(table)
+                ),
+                &[&lexemes],
             )
-            .await
-            .map_err(sql)?;
-        let total = u64::try_from(stats.get::<_, i64>(0)).unwrap_or(0);
-        let avg_words = stats.get::<_, f64>(1) as f32;
-        let counted = tx
-            .query(
+            .await?;
+            let mut df: HashMap<String, u64> = HashMap::new();
+            for r in &rows {
+                if let Some(word) = r.get::<_, Option<String>>(2) {
+                    let docs = r.get::<_, Option<i32>>(3).unwrap_or(0);
+                    df.insert(word, u64::try_from(docs).unwrap_or(0));
+                }
+            }
+            let total = rows.first().map_or(0, |r| r.get::<_, i64>(0));
+            let avg = rows.first().map_or(0.0, |r| r.get::<_, f64>(1));
+            (u64::try_from(total).unwrap_or(0), avg as f32, df)
+        } else {
+            // A side table from before the statistics (until `kb migrate` or an import
+            // adds them): count with the GIN index on every search.
+            let stats = tx
+                .query_one(
+                    &format!("SELECT count(*), coalesce(avg(words), 0)::float8 FROM {side}"),
+                    &[],
+                )
+                .await
+                .map_err(sql)?;
+            let counted = cached(
+                tx,
                 &format!(
                     "SELECT u.w, (SELECT count(*) FROM {side} f WHERE f.terms @@ u.q::tsquery) \
-                     FROM unnest($1::text[], $2::text[]) AS u(w, q)"
+                         FROM unnest($1::text[], $2::text[]) AS u(w, q)"
                 ),
                 &[&lexemes, &literals],
             )
-            .await
-            .map_err(sql)?;
-        let df: HashMap<String, u64> = counted
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<_, String>(0),
-                    u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-                )
-            })
-            .collect();
+            .await?;
+            let df: HashMap<String, u64> = counted
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                    )
+                })
+                .collect();
+            (
+                u64::try_from(stats.get::<_, i64>(0)).unwrap_or(0),
+                stats.get::<_, f64>(1) as f32,
+                df,
+            )
+        };
         let doc_freq = |w: &str| df.get(w).copied().unwrap_or(0);
         let idf = |w: &str| score::idf(doc_freq(w), total);
 
@@ -285,19 +387,45 @@ impl PgStore {
         if chosen.is_empty() {
             return Ok(Vec::new());
         }
-        let found = tx
-            .query(
-                &format!(
-                    "SELECT f.id, f.words, u.lexeme, coalesce(cardinality(u.positions), 1) \
-                     FROM (SELECT id, words, terms FROM {side} \
-                           WHERE terms @@ $1::text::tsquery LIMIT $3) f \
-                     CROSS JOIN LATERAL unnest(f.terms) u WHERE u.lexeme = ANY($2)"
-                ),
-                &[&chosen.join(" | "), &lexemes, &MAX_CANDIDATES],
-            )
-            .await
-            .map_err(sql)?;
-        // Per document: its length and each query word's frequency.
+        // Rows holding every query word (or a synonym or related word) come first, then the rows
+        // holding the rarest words, within the bound: common words alone no longer crowd
+        // out the rows that hold them all.
+        let every: Vec<String> = terms
+            .iter()
+            .filter_map(|term| {
+                let held: Vec<String> = std::iter::once(&term.word)
+                    .chain(&term.synonyms)
+                    .chain(&term.related)
+                    .filter(|w| doc_freq(w) > 0)
+                    .map(|w| literal(w))
+                    .collect();
+                (!held.is_empty()).then(|| format!("({})", held.join(" | ")))
+            })
+            .collect();
+        // Each candidate's term frequencies of the query's words only: `setweight` marks
+        // those words and `ts_filter` keeps them, so a row unnests a few words rather than
+        // all of its own (about ten times faster).
+        let found = cached(
+            tx,
+            &format!(
+                "SELECT c.id, c.words, u.lexeme, coalesce(cardinality(u.positions), 1) \
+                 FROM ((SELECT id, words, terms FROM {side} WHERE terms @@ $4::text::tsquery) \
+                       UNION ALL \
+                       (SELECT id, words, terms FROM {side} WHERE terms @@ $1::text::tsquery) \
+                       LIMIT $3) c \
+                 CROSS JOIN LATERAL unnest(ts_filter(setweight(c.terms, 'A', $2), '{{a}}')) u \
+                 WHERE u.lexeme = ANY($2)"
+            ),
+            &[
+                &chosen.join(" | "),
+                &lexemes,
+                &MAX_CANDIDATES,
+                &every.join(" & "),
+            ],
+        )
+        .await?;
+        // Per document: its length and each query word's frequency (a row holding every
+        // word comes twice, once from each part of the candidate query).
         let mut docs: HashMap<String, (i32, HashMap<String, usize>)> = HashMap::new();
         for row in &found {
             let (id, len, word, tf): (String, i32, String, i32) =
@@ -307,7 +435,7 @@ impl PgStore {
                 .1
                 .insert(word, usize::try_from(tf).unwrap_or(1));
         }
-        let mut ranked: Vec<(String, f32)> = docs
+        let mut ranked: Vec<(String, f32, HashMap<String, usize>)> = docs
             .into_iter()
             .map(|(id, (len, tfs))| {
                 let mut weighted = Vec::new();
@@ -326,7 +454,8 @@ impl PgStore {
                         }
                     }
                 }
-                (id, bm25(&weighted, len as f32, avg_words))
+                let score = bm25(&weighted, len as f32, avg_words);
+                (id, score, tfs)
             })
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -335,18 +464,17 @@ impl PgStore {
             return Ok(Vec::new());
         }
 
-        let ids: Vec<&str> = ranked.iter().map(|(id, _)| id.as_str()).collect();
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT id::text, coalesce(content, ''), coalesce(metadata, 'null'::jsonb) \
+        let ids: Vec<&str> = ranked.iter().map(|(id, ..)| id.as_str()).collect();
+        let rows = cached(
+            tx,
+            &format!(
+                "SELECT id::text, coalesce(content, ''), coalesce(metadata, 'null'::jsonb) \
                      FROM {} WHERE id = ANY($1::text[]::{}[]) AND metadata @> $2",
-                    self.inner.schema.table, self.inner.schema.id_type
-                ),
-                &[&ids, &cfg.postgres.filter],
-            )
-            .await
-            .map_err(sql)?;
+                self.inner.schema.table, self.inner.schema.id_type
+            ),
+            &[&ids, &cfg.postgres.filter],
+        )
+        .await?;
         let mut rows: HashMap<String, (String, Value)> = rows
             .into_iter()
             .map(|r| (r.get(0), (r.get(1), r.get(2))))
@@ -364,15 +492,15 @@ impl PgStore {
                     .fold(f32::INFINITY, f32::min)
             })
             .collect();
-        let best = ranked.first().map_or(0.0, |(_, b)| *b);
+        let best = ranked.first().map_or(0.0, |(_, b, _)| *b);
         let mut matches: Vec<TextMatch> = Vec::with_capacity(ranked.len());
-        for (id, bm25) in ranked {
+        for (id, bm25, held) in ranked {
             // Rows the filter excludes, or whose terms outlived them, are no match.
             let Some((content, metadata)) = rows.remove(&id) else {
                 continue;
             };
             let f = rows::fields(id.clone(), content.clone(), &metadata);
-            let credits = credits(segmenter, &terms, &f.title, &f.body);
+            let credits = credits(segmenter, &terms, &f.title, &f.body, &held);
             let evidence = score::evidence(idfs.iter().copied().zip(credits));
             matches.push(TextMatch {
                 id,
@@ -389,21 +517,29 @@ impl PgStore {
 
 /// The credit a hit with `title` and `body` earns for each query term, as the embedded
 /// store gives it: the word in the title, else in the text, else a synonym, else a
-/// built-in related word, else the share of the word's character bigrams the text contains.
-fn credits(segmenter: &Segmenter, terms: &[QueryTerm], title: &str, body: &str) -> Vec<f32> {
+/// built-in related word, else the share of the word's character bigrams the text
+/// contains. `held`: the query's words, synonyms and related words among the row's terms
+/// (its `content` as segmented), so only the short title is segmented here.
+fn credits(
+    segmenter: &Segmenter,
+    terms: &[QueryTerm],
+    title: &str,
+    body: &str,
+    held: &HashMap<String, usize>,
+) -> Vec<f32> {
     let full = format!("{title}\n{body}");
     let title_words: HashSet<String> = segmenter.words(title).into_iter().collect();
-    let words: HashSet<String> = segmenter.words(&full).into_iter().collect();
+    let has = |w: &String| held.contains_key(w) || title_words.contains(w);
     terms
         .iter()
         .map(|term| {
             if title_words.contains(&term.word) {
                 score::EXACT
-            } else if words.contains(&term.word) {
+            } else if has(&term.word) {
                 score::BODY
-            } else if term.synonyms.iter().any(|s| words.contains(s)) {
+            } else if term.synonyms.iter().any(has) {
                 score::SYNONYM
-            } else if term.related.iter().any(|s| words.contains(s)) {
+            } else if term.related.iter().any(has) {
                 score::RELATED
             } else {
                 let found = term.bigrams.iter().filter(|b| full.contains(*b)).count();

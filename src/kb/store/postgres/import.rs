@@ -219,6 +219,9 @@ impl PgStore {
         if cancel.is_cancelled() {
             return Err(Error::Import(ImportError::Cancelled));
         }
+        if report.added > 0 || !gone.is_empty() {
+            super::fulltext::refresh(&tx, &self.inner.config.postgres.table).await?;
+        }
         tx.commit().await.map_err(sql)?;
         progress.set(insert.len() as u64);
         Ok(report)

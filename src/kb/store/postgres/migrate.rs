@@ -1,7 +1,8 @@
 //! `ragstream kb migrate`: creates what the PostgreSQL store needs and is missing —
 //! the `vector` extension, LangChain's table (JS layout: `id bigserial`), an HNSW index
 //! on `embedding` (cosine), ragstream's unique index on its content hash, and its
-//! full-text side table, filled for every row that has no terms yet (see `fulltext`). It never
+//! full-text side table, filled for every row that has no terms yet, and its term
+//! statistics (see `fulltext`). It never
 //! drops, alters or rewrites what is there; running it again changes nothing.
 
 use serde::Serialize;
@@ -28,6 +29,8 @@ pub struct Migrated {
     pub function: bool,
     /// ragstream's full-text side table `<table>_ragstream_terms` with its GIN index.
     pub terms_table: bool,
+    /// ragstream's full-text statistics `<table>_ragstream_df` and `<table>_ragstream_totals`.
+    pub term_stats: bool,
     /// Terms removed because their rows were deleted by another tool.
     pub pruned: u64,
     /// Rows given their jieba-segmented terms (those written by other tools).
@@ -170,10 +173,15 @@ pub async fn migrate(cfg: &KbConfig) -> Result<Migrated, Error> {
             done.function = true;
         }
     }
-    done.terms_table = super::fulltext::ensure(&tx, &pg.table).await?;
+    let ensured = super::fulltext::ensure(&tx, &pg.table).await?;
+    done.terms_table = ensured.terms;
+    done.term_stats = ensured.stats;
     let segmenter = crate::kb::segment::Segmenter::new(cfg.user_dictionary.as_deref())?;
     done.pruned = super::fulltext::prune(&tx, &pg.table).await?;
     done.segmented = super::fulltext::backfill(&tx, &pg.table, &segmenter).await?;
+    if done.pruned > 0 || done.segmented > 0 {
+        super::fulltext::refresh(&tx, &pg.table).await?;
+    }
     tx.commit().await.map_err(sql)?;
     Ok(done)
 }

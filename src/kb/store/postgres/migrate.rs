@@ -182,6 +182,17 @@ pub async fn migrate(cfg: &KbConfig) -> Result<Migrated, Error> {
     if done.pruned > 0 || done.segmented > 0 {
         super::fulltext::refresh(&tx, &pg.table).await?;
     }
+    if done.hnsw_index || done.segmented > 0 {
+        // Statistics for the planner at once, rather than at autovacuum's next round:
+        // without them it guesses `metadata @> '{}'` keeps 1% of the rows and scans
+        // every vector instead of the HNSW index (LangChain's `match_documents`).
+        tx.batch_execute(&format!(
+            "ANALYZE {table}; ANALYZE {}",
+            super::fulltext::terms_table(&pg.table)
+        ))
+        .await
+        .map_err(sql)?;
+    }
     tx.commit().await.map_err(sql)?;
     Ok(done)
 }

@@ -18,7 +18,8 @@
 //!    starts a throwaway cluster and drops it afterwards): the same files are imported
 //!    with the same embedder into LangChain's table, `kb migrate` builds the HNSW index, and
 //!    the same queries run `--runs` times on each store, hybrid (query vector given)
-//!    and full text only, one after the other: p50 / p99 per run, and the load average.
+//!    and full text only, one after the other, and the vector ranking alone (the store's
+//!    HNSW statement beside the embedded vector index): p50 / p99 per run, and the load average.
 //!
 //! Results go to stdout as Markdown rows for BENCHMARKS.md.
 
@@ -223,7 +224,29 @@ async fn compare_postgres(
     postgres::migrate::migrate(&cfg).await.expect("kb migrate");
     let index_took = start.elapsed();
     let load_before = load();
+    // The vector ranking alone: the statement the store's vector ranking sends with the
+    // default empty filter, at the store's ef_search (kb.postgres.ef_search 100 ≥ 50
+    // candidates), beside the embedded store's vector index, 50 nearest each.
+    client
+        .batch_execute("SET hnsw.ef_search = 100")
+        .await
+        .expect("ef_search");
+    let nearest = client
+        .prepare(
+            "SELECT id::text, content, metadata, (1 - (embedding <=> $1))::float8 \
+             FROM \"documents\" WHERE embedding IS NOT NULL AND metadata IS NOT NULL \
+             ORDER BY embedding <=> $1 LIMIT $2",
+        )
+        .await
+        .expect("prepare the vector statement");
+    let index = embedded.vector_index().expect("vectors");
+    let candidates = 50i64;
     let mut rows: Vec<(&str, Vec<Vec<Duration>>)> = vec![
+        (
+            "PostgreSQL + HNSW, vector ranking alone (50 nearest)",
+            Vec::new(),
+        ),
+        ("embedded, vector index alone (50 nearest)", Vec::new()),
         ("PostgreSQL + HNSW, hybrid (query vector given)", Vec::new()),
         ("embedded, hybrid (query vector given)", Vec::new()),
         ("PostgreSQL, full text only", Vec::new()),
@@ -231,6 +254,23 @@ async fn compare_postgres(
     ];
     for _ in 0..args.runs {
         rows[0].1.push(
+            measure_async(queries.len(), |i| {
+                let (client, nearest) = (&client, &nearest);
+                let v = pgvector::Vector::from(vectors[i].clone());
+                async move {
+                    let found = client
+                        .query(nearest, &[&v, &candidates])
+                        .await
+                        .expect("vector statement");
+                    assert!(!found.is_empty());
+                }
+            })
+            .await,
+        );
+        rows[1].1.push(measure(queries.len(), |i| {
+            assert!(!index.search(&vectors[i], 50).is_empty());
+        }));
+        rows[2].1.push(
             measure_async(queries.len(), |i| {
                 let store = &store;
                 async move {
@@ -242,12 +282,12 @@ async fn compare_postgres(
             })
             .await,
         );
-        rows[1].1.push(measure(queries.len(), |i| {
+        rows[3].1.push(measure(queries.len(), |i| {
             embedded
                 .search_blocking(&queries[i], Some(&vectors[i]), params)
                 .expect("search");
         }));
-        rows[2].1.push(
+        rows[4].1.push(
             measure_async(queries.len(), |i| {
                 let store = &store;
                 async move {
@@ -259,7 +299,7 @@ async fn compare_postgres(
             })
             .await,
         );
-        rows[3].1.push(measure(queries.len(), |i| {
+        rows[5].1.push(measure(queries.len(), |i| {
             embedded
                 .search_blocking(&queries[i], None, params)
                 .expect("search");

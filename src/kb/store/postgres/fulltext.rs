@@ -143,17 +143,17 @@ pub async fn write(
     content: &str,
 ) -> Result<(), Error> {
     let (vector, words) = tsvector(&segmenter.words(content));
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {} (id, terms, words) VALUES ($1, $2::text::tsvector, $3) \
-                 ON CONFLICT (id) DO UPDATE SET terms = EXCLUDED.terms, words = EXCLUDED.words",
-                terms_table(table_name)
-            ),
-            &[&id, &vector, &words],
-        )
-        .await
-        .map_err(sql)?;
+    // Prepared once per connection: an import writes a row at a time.
+    cached(
+        client,
+        &format!(
+            "INSERT INTO {} (id, terms, words) VALUES ($1, $2::text::tsvector, $3) \
+             ON CONFLICT (id) DO UPDATE SET terms = EXCLUDED.terms, words = EXCLUDED.words",
+            terms_table(table_name)
+        ),
+        &[&id, &vector, &words],
+    )
+    .await?;
     Ok(())
 }
 

@@ -13,7 +13,8 @@
 //! migrate.rs  kb migrate: extension, table, HNSW index, hash index, only what is missing
 //! ```
 //!
-//! Every process is stateless: nothing is cached but the schema, so any number of
+//! Every process is stateless: nothing is cached but the schema (and, per connection,
+//! prepared statements), so any number of
 //! `serve` instances share one database and see each import at once.
 
 pub mod admin;

@@ -2,8 +2,14 @@
 //!
 //! ```sh
 //! cargo run --release --example kb_bench -- [--chunks 100000] [--dim 1024] [--queries 500] \
+//!     [--runs 3] [--recall-queries 100] [--store DIR] \
 //!     [--postgres postgres://user@127.0.0.1:5432/db --runs 3]
 //! ```
+//!
+//! `--store DIR` keeps both stores in `DIR` and reuses them when they are already there
+//! (no import then), so that two builds can be timed on the same stores one after the
+//! other, and callgrind can count the searches alone. `--runs N` repeats the search
+//! measurements N times in the process (min / median / max of the p50s).
 //!
 //! 1. Generates `--chunks` Markdown sections of Chinese text (about 150–250 characters
 //!    each, words drawn from the sample knowledge base) in 100 files.
@@ -47,8 +53,12 @@ struct Args {
     queries: usize,
     /// A PostgreSQL database to measure beside the embedded store.
     postgres: Option<String>,
-    /// Measurement runs per store in the PostgreSQL comparison.
+    /// Measurement runs (embedded store; per store in the PostgreSQL comparison).
     runs: usize,
+    /// Queries for the recall of the vector index against an exact scan (0: skip).
+    recall_queries: usize,
+    /// Where to keep (and reuse) the stores; a temporary directory when absent.
+    store: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -58,11 +68,17 @@ fn parse_args() -> Args {
         queries: 500,
         postgres: None,
         runs: 3,
+        recall_queries: 100,
+        store: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--postgres" {
             args.postgres = Some(it.next().expect("--postgres needs a URL"));
+            continue;
+        }
+        if flag == "--store" {
+            args.store = Some(it.next().expect("--store needs a directory").into());
             continue;
         }
         let value: usize = it
@@ -74,9 +90,11 @@ fn parse_args() -> Args {
             "--dim" => args.dim = value,
             "--queries" => args.queries = value,
             "--runs" => args.runs = value.max(1),
-            other => {
-                panic!("unknown flag {other}; use --chunks, --dim, --queries, --postgres, --runs")
-            }
+            "--recall-queries" => args.recall_queries = value,
+            other => panic!(
+                "unknown flag {other}; use --chunks, --dim, --queries, --runs, \
+                 --recall-queries, --store, --postgres"
+            ),
         }
     }
     args
@@ -345,11 +363,48 @@ fn measure(n: usize, mut f: impl FnMut(usize)) -> Vec<Duration> {
     times
 }
 
+/// Opens the store in `dir`, importing `input` unless `dir` already held a store:
+/// (chunks added, import time), or `None` when the store was reused.
+async fn open_or_import(
+    dir: &Path,
+    input: &Path,
+    embedder: Option<Embeddings>,
+) -> (Store, Option<(usize, Duration)>) {
+    let reused = dir.exists();
+    let cfg = KbConfig {
+        data_dir: dir.to_path_buf(),
+        ..KbConfig::default()
+    };
+    let store = Store::open_with(&cfg, embedder).expect("open");
+    if reused {
+        return (store, None);
+    }
+    let imported = import(&store, input).await;
+    (store, Some(imported))
+}
+
+/// "N chunks in T s = R chunks/s", or that the store was reused.
+fn rate(imported: Option<(usize, Duration)>, bold: bool) -> String {
+    match imported {
+        Some((added, took)) => {
+            let rate = added as f64 / took.as_secs_f64();
+            let rate = if bold {
+                format!("**{rate:.0} chunks/s**")
+            } else {
+                format!("{rate:.0} chunks/s")
+            };
+            format!("{added} chunks in {:.1} s = {rate}", took.as_secs_f64())
+        }
+        None => "not measured (store reused from --store)".to_owned(),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
-    let work = tempfile::tempdir().expect("temp dir");
-    let input: PathBuf = work.path().join("input");
+    let temp = tempfile::tempdir().expect("temp dir");
+    let work = args.store.clone().unwrap_or_else(|| temp.path().to_owned());
+    let input: PathBuf = work.join("input");
     std::fs::create_dir_all(&input).expect("input dir");
     let words = vocabulary();
     let samples = generate(&input, args.chunks, &words);
@@ -361,26 +416,9 @@ async fn main() {
     };
 
     // Full text only.
-    let cfg = KbConfig {
-        data_dir: work.path().join("fulltext-only"),
-        ..KbConfig::default()
-    };
-    let store = Store::open_blocking(&cfg).expect("open");
-    let (added, took) = import(&store, &input).await;
-    let rate = added as f64 / took.as_secs_f64();
-    let mut empty = 0;
-    let ft = measure(queries.len(), |i| {
-        let hits = store
-            .search_blocking(&queries[i], None, &params)
-            .expect("search");
-        empty += usize::from(hits.is_empty());
-    });
+    let (store, imported) = open_or_import(&work.join("fulltext-only"), &input, None).await;
 
     // Hybrid, with vectors from the in-process embedder.
-    let cfg = KbConfig {
-        data_dir: work.path().join("hybrid"),
-        ..KbConfig::default()
-    };
     let embedder = Embeddings::new(
         Box::new(LocalEmbedder { dim: args.dim }),
         &EmbeddingsConfig {
@@ -388,18 +426,32 @@ async fn main() {
             ..EmbeddingsConfig::default()
         },
     );
-    let hybrid_store = Store::open_with(&cfg, Some(embedder)).expect("open");
-    let (hybrid_added, hybrid_took) = import(&hybrid_store, &input).await;
+    let (hybrid_store, hybrid_imported) =
+        open_or_import(&work.join("hybrid"), &input, Some(embedder)).await;
     let vectors: Vec<Vec<f32>> = queries.iter().map(|q| fake_vector(q, args.dim)).collect();
     let index = hybrid_store.vector_index().expect("vectors");
-    let hy = measure(queries.len(), |i| {
-        hybrid_store
-            .search_blocking(&queries[i], Some(&vectors[i]), &params)
-            .expect("search");
-    });
+
+    // Full text and hybrid take turns, so that outside load falls on both alike.
+    let mut empty = 0;
+    let mut ft = Vec::new();
+    let mut hy = Vec::new();
+    for _ in 0..args.runs {
+        empty = 0;
+        ft.push(measure(queries.len(), |i| {
+            let hits = store
+                .search_blocking(&queries[i], None, &params)
+                .expect("search");
+            empty += usize::from(hits.is_empty());
+        }));
+        hy.push(measure(queries.len(), |i| {
+            hybrid_store
+                .search_blocking(&queries[i], Some(&vectors[i]), &params)
+                .expect("search");
+        }));
+    }
     let mut found = 0;
     let mut wanted = 0;
-    for v in vectors.iter().take(100) {
+    for v in vectors.iter().take(args.recall_queries) {
         let exact: Vec<i64> = index.search_exact(v, 10).iter().map(|m| m.rowid).collect();
         let fast: Vec<i64> = index.search(v, 10).iter().map(|m| m.rowid).collect();
         wanted += exact.len();
@@ -407,43 +459,56 @@ async fn main() {
     }
 
     println!(
-        "chunks: {added} (hybrid store: {hybrid_added}), queries: {}, dim: {}",
+        "chunks: {} (hybrid store: {}), queries: {}, dim: {}, runs: {}, load average {} at the end",
+        store.count().unwrap_or_default(),
+        index.len(),
         queries.len(),
-        args.dim
+        args.dim,
+        args.runs,
+        load()
     );
     println!("| measurement | result |");
     println!("|---|---|");
+    println!("| import, no embeddings | {} |", rate(imported, true));
     println!(
-        "| import, no embeddings | {added} chunks in {:.1} s = **{rate:.0} chunks/s** |",
-        took.as_secs_f64()
-    );
-    println!(
-        "| import, in-process {}-dim embedder | {hybrid_added} chunks in {:.1} s = {:.0} chunks/s |",
+        "| import, in-process {}-dim embedder | {} |",
         args.dim,
-        hybrid_took.as_secs_f64(),
-        hybrid_added as f64 / hybrid_took.as_secs_f64()
+        rate(hybrid_imported, false)
     );
+    let runs = |t: &[Vec<Duration>]| -> String {
+        let cells: Vec<String> = t.iter().map(|t| p50_p99(t)).collect();
+        cells.join("; ")
+    };
     println!(
-        "| full-text search, top 5 | p50 **{}**, p99 {} ({} of {} queries without hits) |",
-        ms(percentile(&ft, 0.5)),
-        ms(percentile(&ft, 0.99)),
+        "| full-text search, top 5, p50 / p99 per run | {} ({} of {} queries without hits) |",
+        runs(&ft),
         empty,
         queries.len()
     );
     println!(
-        "| hybrid search, query vector given, top 5 | p50 **{}**, p99 {} |",
-        ms(percentile(&hy, 0.5)),
-        ms(percentile(&hy, 0.99))
+        "| full-text search p50, min / median / max | {} |",
+        spread(&ft)
     );
     println!(
-        "| vector index recall@10 vs exact scan ({}) | {:.3} |",
-        if index.is_quantized() {
-            "binary prefilter + exact rescoring"
-        } else {
-            "exact scan"
-        },
-        found as f64 / wanted.max(1) as f64
+        "| hybrid search, query vector given, top 5, p50 / p99 per run | {} |",
+        runs(&hy)
     );
+    println!(
+        "| hybrid search p50, min / median / max | {} |",
+        spread(&hy)
+    );
+    if args.recall_queries > 0 {
+        println!(
+            "| vector index recall@10 vs exact scan ({}, {} queries) | {:.3} |",
+            if index.is_quantized() {
+                "binary prefilter + exact rescoring"
+            } else {
+                "exact scan"
+            },
+            wanted / 10,
+            found as f64 / wanted.max(1) as f64
+        );
+    }
     if let Some(url) = &args.postgres {
         compare_postgres(
             url,

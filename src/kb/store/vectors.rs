@@ -9,8 +9,13 @@
 //! compared by Hamming distance, 32× less memory traffic than `f32`), and the best
 //! [`OVERSAMPLE`]× candidates are then rescored exactly; `bench/kb_bench.rs` measures
 //! both the latency and the recall of that two-step scan against the exact one.
+//! The inner loops live in [`kernels`] (AVX2 + POPCNT where the CPU has them).
 
 use std::collections::HashMap;
+
+mod kernels;
+
+use kernels::{dot, hamming, prefetch};
 
 /// Matrices up to this many floats (16 MB) are scanned exactly.
 pub const EXACT_LIMIT: usize = 4 * 1024 * 1024;
@@ -108,9 +113,15 @@ impl VectorIndex {
                 .map(|i| (dot(&query, self.row(i)), i))
                 .collect()
         } else {
-            self.candidates(&query, (limit * OVERSAMPLE).max(MIN_CANDIDATES))
-                .into_iter()
-                .map(|i| (dot(&query, self.row(i)), i))
+            let rows = self.candidates(&query, (limit * OVERSAMPLE).max(MIN_CANDIDATES));
+            rows.iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    if let Some(&next) = rows.get(j + 1) {
+                        prefetch(self.row(next));
+                    }
+                    (dot(&query, self.row(i)), i)
+                })
                 .collect()
         };
         self.best(scored, limit)
@@ -183,38 +194,58 @@ impl VectorIndex {
         self.codes = codes;
     }
 
-    /// Rows whose codes are nearest to the query's code by Hamming distance.
+    /// The `count` rows whose codes are nearest to the query's code by Hamming
+    /// distance (ties: lower rows first), in row order.
     fn candidates(&self, query: &[f32], count: usize) -> Vec<usize> {
         let mut code = vec![0u64; self.words];
         encode(query, &self.mean, &mut code);
-        let mut distances: Vec<(u32, usize)> = self
-            .codes
-            .chunks_exact(self.words)
-            .enumerate()
-            .map(|(i, row)| {
-                let d = row
-                    .iter()
-                    .zip(&code)
-                    .map(|(a, b)| (a ^ b).count_ones())
-                    .sum();
-                (d, i)
-            })
-            .collect();
-        if distances.len() > count {
-            distances.select_nth_unstable(count);
-            distances.truncate(count);
-        }
-        distances.into_iter().map(|(_, i)| i).collect()
+        let mut distances = vec![0u32; self.len()];
+        hamming(&self.codes, &code, &mut distances);
+        nearest(&distances, self.words * 64, count)
     }
 }
 
-/// Keeps the `limit` highest scores, sorted best first.
+/// The `count` smallest of `distances` (each at most `max`), ties to the lower index,
+/// as indexes in increasing order: a counting sort's threshold instead of a selection
+/// over (distance, index) pairs, since distances are small integers.
+fn nearest(distances: &[u32], max: usize, count: usize) -> Vec<usize> {
+    if distances.len() <= count {
+        return (0..distances.len()).collect();
+    }
+    let mut histogram = vec![0usize; max + 1];
+    for &d in distances {
+        // Distances never exceed `max`; clamping keeps a wrong caller from panicking.
+        histogram[(d as usize).min(max)] += 1;
+    }
+    let mut below = 0;
+    let mut threshold = 0;
+    while below + histogram[threshold] < count {
+        below += histogram[threshold];
+        threshold += 1;
+    }
+    let mut ties = count - below;
+    let mut out = Vec::with_capacity(count);
+    for (i, &d) in distances.iter().enumerate() {
+        let d = (d as usize).min(max);
+        if d < threshold {
+            out.push(i);
+        } else if d == threshold && ties > 0 {
+            ties -= 1;
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Keeps the `limit` highest scores, sorted best first; equal scores (duplicate
+/// vectors) go to the lower row, whatever order the pairs came in.
 fn top(scored: &mut Vec<(f32, usize)>, limit: usize) {
+    let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     if scored.len() > limit {
-        scored.select_nth_unstable_by(limit, |a, b| b.0.total_cmp(&a.0));
+        scored.select_nth_unstable_by(limit, order);
         scored.truncate(limit);
     }
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.sort_unstable_by(order);
 }
 
 /// Sets bit `j` when component `j` is above the mean.
@@ -224,23 +255,6 @@ fn encode(vector: &[f32], mean: &[f32], code: &mut [u64]) {
             code[j / 64] |= 1 << (j % 64);
         }
     }
-}
-
-/// Dot product, written so the compiler vectorizes it (8 independent lanes).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let chunks = a.len() / 8 * 8;
-    for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
-        for k in 0..8 {
-            lanes[k] += ca[k] * cb[k];
-        }
-    }
-    let tail: f32 = a[chunks..]
-        .iter()
-        .zip(&b[chunks..])
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// Scales to unit length (leaves zero vectors alone).
@@ -320,5 +334,59 @@ mod tests {
             let hits = index.search(&query, 10);
             assert_eq!(hits[0].rowid, target);
         }
+    }
+
+    /// The candidate selection as it was: a selection over (distance, row) pairs.
+    fn old_nearest(distances: &[u32], count: usize) -> Vec<usize> {
+        let mut pairs: Vec<(u32, usize)> = distances.iter().copied().zip(0..).collect();
+        if pairs.len() > count {
+            pairs.select_nth_unstable(count);
+            pairs.truncate(count);
+        }
+        let mut rows: Vec<usize> = pairs.into_iter().map(|(_, i)| i).collect();
+        rows.sort_unstable();
+        rows
+    }
+
+    #[test]
+    fn the_nearest_codes_are_the_ones_the_pair_selection_chose() {
+        let mut state = 5u64;
+        for (n, max, count) in [(10_000, 1024, 2000), (5000, 64, 1000), (300, 8, 299)] {
+            // Few distinct distances, so that the threshold falls inside a run of ties.
+            let distances: Vec<u32> = (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((state >> 33) % (max as u64 / 4 + 1)) as u32
+                })
+                .collect();
+            let got = nearest(&distances, max, count);
+            assert_eq!(got.len(), count);
+            assert_eq!(got, old_nearest(&distances, count), "n {n}, count {count}");
+        }
+        assert_eq!(
+            nearest(&[3, 1, 2], 64, 5),
+            [0, 1, 2],
+            "fewer rows than wanted"
+        );
+        assert_eq!(nearest(&[3, 1, 1, 0], 64, 2), [1, 3]);
+        assert!(nearest(&[3, 1], 64, 0).is_empty());
+        assert_eq!(nearest(&[900, 1], 64, 1), [1], "out of range is clamped");
+    }
+
+    #[test]
+    fn duplicate_vectors_rank_by_row_whatever_the_scan_order() {
+        let mut scored = vec![(0.5, 7), (0.9, 4), (0.9, 2), (0.1, 0), (0.9, 3)];
+        top(&mut scored, 2);
+        assert_eq!(scored, [(0.9, 2), (0.9, 3)]);
+        let index = VectorIndex::build(
+            1,
+            vec![
+                (30, vec![0.0, 1.0]),
+                (20, vec![1.0, 1.0]),
+                (10, vec![1.0, 1.0]),
+            ],
+        );
+        let hits = index.search(&[1.0, 1.0], 1);
+        assert_eq!(hits[0].rowid, 20, "the first stored of two equal vectors");
     }
 }

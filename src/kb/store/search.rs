@@ -68,8 +68,6 @@ impl Store {
         }
         let cfg = self.config().search;
         let limit = cfg.candidates.max(params.top_k);
-        let text = self.inner.fulltext.search(query, limit)?;
-
         let index = self.vectors()?;
         let vector = match vector {
             Some(v) if !index.is_empty() => {
@@ -89,10 +87,17 @@ impl Store {
             }
             _ => None,
         };
-        let near = vector
-            .as_deref()
-            .map(|v| index.search(v, limit))
-            .unwrap_or_default();
+        // The two rankings are independent: in hybrid mode they run side by side on
+        // rayon's pool (one thread per core), so a search takes about as long as the
+        // slower of the two rather than their sum. Full text alone runs here.
+        let (text, near) = match vector.as_deref() {
+            Some(v) => rayon::join(
+                || self.inner.fulltext.search(query, limit),
+                || index.search(v, limit),
+            ),
+            None => (self.inner.fulltext.search(query, limit), Vec::new()),
+        };
+        let text = text?;
 
         let mut candidates = fuse(
             text.iter().map(|m| (m.rowid, m.score)),

@@ -874,6 +874,59 @@ async fn full_text_and_vector_hits_are_fused_into_one_ranking() {
     );
 }
 
+/// How many connections the application `name` holds to `db`.
+async fn connections(db: &str, name: &str) -> i64 {
+    pg::client(db)
+        .await
+        .query_one(
+            "select count(*) from pg_stat_activity \
+             where application_name = $1 and datname = current_database()",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+// Issue 12: a hybrid search runs its two rankings on two pooled connections at once; with
+// one connection, or none free, it runs them one after the other: the same hits, and
+// searches never wait for a connection another search holds.
+#[tokio::test]
+async fn hybrid_search_gives_the_same_hits_on_one_connection_or_two() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    drop(store);
+
+    // A fresh store: one search holds two connections.
+    let mut fresh = cfg.clone();
+    fresh.postgres.url = Some(pg::url_with(&db, "sslmode=disable&application_name=hybrid").into());
+    let store = ragstream::kb::connect(&fresh).await.unwrap();
+    let reader = store.clone().reader();
+    let expected = reader
+        .search_detailed(SELF_INJURY, &params(5))
+        .await
+        .unwrap();
+    assert_eq!(expected[0].hit.id, "self-injury", "{expected:?}");
+    assert!(expected[0].fulltext_rank.is_some() && expected[0].vector_rank.is_some());
+    assert_eq!(connections(&db, "hybrid").await, 2);
+    drop((reader, store));
+
+    for pool_size in [1, 2] {
+        let mut cfg = cfg.clone();
+        cfg.postgres.pool_size = pool_size;
+        let store = ragstream::kb::connect(&cfg).await.unwrap();
+        let reader = store.clone().reader();
+        let top5 = params(5);
+        let searches = (0..8).map(|_| reader.search_detailed(SELF_INJURY, &top5));
+        for hits in futures::future::join_all(searches).await {
+            assert_eq!(hits.unwrap(), expected, "pool_size = {pool_size}");
+        }
+    }
+}
+
 // Issue 12: with no embeddings provider the store imports rows without vectors and
 // searches full text only.
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! pool.rs     deadpool of tokio-postgres clients over rustls
 //! schema.rs   the table's id/embedding columns and the query function's arguments (pg_proc)
 //! rows.rs     a row's metadata ↔ ragstream's document fields
-//! search.rs   one transaction per search: full text and vector rankings fused (kb::fusion)
+//! search.rs   full text and vector rankings on two connections at once, fused (kb::fusion)
 //! import.rs   kb import: LangChain-readable rows in one transaction
 //! admin.rs    count, list, stats, delete (ragstream's own rows only)
 //! fulltext.rs Chinese full text: jieba terms in a side table, scored as kb::score says

@@ -150,6 +150,22 @@ pub async fn client(pool: &Pool, cfg: &PostgresConfig) -> Result<Object, Error> 
     })
 }
 
+/// A second pooled client for the same search, only if the pool has one free now (or
+/// may open one): a search never waits for a second connection while it holds one, so
+/// `pool_size = 1`, or every connection busy, cannot deadlock searches; they then run
+/// their statements one after the other on the connection they hold.
+pub async fn spare(pool: &Pool) -> Option<Object> {
+    let mut timeouts = pool.timeouts();
+    timeouts.wait = Some(Duration::ZERO);
+    match pool.timeout_get(&timeouts).await {
+        Ok(client) => Some(client),
+        Err(err) => {
+            tracing::debug!(error = %redact(&describe(&err)), "no second PostgreSQL connection: one after the other");
+            None
+        }
+    }
+}
+
 /// `host:port/dbname` of the configured URL, without credentials.
 pub fn target(cfg: &PostgresConfig) -> String {
     let Some(pg) = cfg.url.as_ref().and_then(|u| {

@@ -1,9 +1,15 @@
-//! One search, one transaction (`SET LOCAL statement_timeout`, `SET LOCAL
-//! hnsw.ef_search`): the full-text ranking of the side table ([`super::fulltext`]) and,
-//! when the query has a vector, the vector ranking through the configured function with
-//! the named arguments it has (LangChain's `match_documents`) or on the table with
+//! One search: the full-text ranking of the side table ([`super::fulltext`]) and, when
+//! the query has a vector, the vector ranking through the configured function with the
+//! named arguments it has (LangChain's `match_documents`) or on the table with
 //! `ORDER BY embedding <=> $1`, fused by [`crate::kb::fusion`] with the scores of
 //! [`crate::kb::score`], as the embedded store fuses its own.
+//!
+//! The two rankings run at the same time on two pooled connections, each in its own short
+//! transaction with its own `SET LOCAL statement_timeout` (and, for the vector ranking,
+//! `SET LOCAL hnsw.ef_search`), so a hybrid search takes about as long as the slower
+//! ranking rather than both. A search never waits for its second connection: when the
+//! pool has none free (`pool_size = 1`, or every connection busy) both rankings run on
+//! the one connection, in one transaction, one after the other.
 //!
 //! `hnsw.ef_search` is at least the candidate count: pgvector's default 40 silently caps
 //! an HNSW scan at 40 rows. Vector evidence = similarity = 1 − cosine distance.
@@ -17,7 +23,7 @@ use serde_json::Value;
 use tokio_postgres::SimpleQueryMessage;
 
 use super::fulltext::{df_table, terms_table, totals_table};
-use super::pool::{cached, sql};
+use super::pool::{self, cached, sql};
 use super::{PgStore, rows};
 use crate::kb::fusion::{Candidate, fuse, select};
 use crate::kb::{DetailedHit, Error, SearchParams};
@@ -56,60 +62,98 @@ impl PgStore {
             .unwrap_or(usize::MAX)
             .max(limit)
             .min(1000);
+        let vector = vector.map(Vector::from);
+        // This connection first, then (never waiting for it) a second one for the vector
+        // ranking, so that the two rankings run at the same time on the server.
         let mut client = self.client().await?;
+        let mut spare = match &vector {
+            Some(_) => pool::spare(&self.inner.pool).await,
+            None => None,
+        };
+        let concurrent = spare.is_some();
         let tx = client.transaction().await.map_err(sql)?;
         // The settings and which full-text tables exist, in one round trip. No parallel
         // workers: the full-text candidates are read in order (rows with every word first).
         let side = terms_table(&pg.table);
-        let exists =
-            |name: String| format!("to_regclass('{}') IS NOT NULL", name.replace('\'', "''"));
-        let checked = tx
-            .simple_query(&format!(
-                "SET LOCAL statement_timeout = {}; SET LOCAL hnsw.ef_search = {ef_search}; \
-                 SET LOCAL max_parallel_workers_per_gather = 0; \
-                 SELECT {}, {} AND {}",
-                pg.statement_timeout_ms,
-                exists(side.clone()),
-                exists(df_table(&pg.table)),
-                exists(totals_table(&pg.table)),
+        let main_side = async {
+            let exists =
+                |name: String| format!("to_regclass('{}') IS NOT NULL", name.replace('\'', "''"));
+            let ef = if concurrent {
+                String::new()
+            } else {
+                format!("SET LOCAL hnsw.ef_search = {ef_search}; ")
+            };
+            let checked = tx
+                .simple_query(&format!(
+                    "SET LOCAL statement_timeout = {}; {ef}\
+                     SET LOCAL max_parallel_workers_per_gather = 0; \
+                     SELECT {}, {} AND {}",
+                    pg.statement_timeout_ms,
+                    exists(side.clone()),
+                    exists(df_table(&pg.table)),
+                    exists(totals_table(&pg.table)),
+                ))
+                .await
+                .map_err(sql)?;
+            let (has_terms, has_stats) = checked
+                .iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => {
+                        Some((r.get(0) == Some("t"), r.get(1) == Some("t")))
+                    }
+                    _ => None,
+                })
+                .unwrap_or((false, false));
+            if !has_terms && vector.is_none() {
+                return Err(Error::store(format!(
+                    "full text needs ragstream's terms table {side}, which does not exist: run \
+                     `ragstream kb migrate`"
+                )));
+            }
+            if !has_terms && !self.inner.warned_no_terms.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    table = %pg.table,
+                    "no full-text table {side}: searching by vector only; run `ragstream kb migrate`"
+                );
+            }
+            let text = async {
+                if has_terms {
+                    self.text_ranking(&tx, query, limit, has_stats).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            // With one connection, both rankings on it: the client pipelines them.
+            let near = async {
+                match vector.as_ref().filter(|_| !concurrent) {
+                    Some(v) => self.vector_ranking(&tx, v, limit).await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            let (text, near) = tokio::try_join!(text, near)?;
+            Ok::<_, Error>((has_terms, text, near))
+        };
+        // The vector ranking on the second connection: its own short transaction with its
+        // own statement timeout and HNSW candidate list.
+        let spare_side = async {
+            let (Some(client), Some(v)) = (spare.as_mut(), vector.as_ref()) else {
+                return Ok(Vec::new());
+            };
+            let tx = client.transaction().await.map_err(sql)?;
+            tx.batch_execute(&format!(
+                "SET LOCAL statement_timeout = {}; SET LOCAL hnsw.ef_search = {ef_search}",
+                pg.statement_timeout_ms
             ))
             .await
             .map_err(sql)?;
-        let (has_terms, has_stats) = checked
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(r) => Some((r.get(0) == Some("t"), r.get(1) == Some("t"))),
-                _ => None,
-            })
-            .unwrap_or((false, false));
-        if !has_terms && vector.is_none() {
-            return Err(Error::store(format!(
-                "full text needs ragstream's terms table {side}, which does not exist: run \
-                 `ragstream kb migrate`"
-            )));
-        }
-        if !has_terms && !self.inner.warned_no_terms.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                table = %pg.table,
-                "no full-text table {side}: searching by vector only; run `ragstream kb migrate`"
-            );
-        }
-        let vector = vector.map(Vector::from);
-        // Both rankings at once: the client pipelines their statements on the connection.
-        let text = async {
-            if has_terms {
-                self.text_ranking(&tx, query, limit, has_stats).await
-            } else {
-                Ok(Vec::new())
-            }
+            let near = self.vector_ranking(&tx, v, limit).await?;
+            tx.commit().await.map_err(sql)?;
+            Ok(near)
         };
-        let near = async {
-            match &vector {
-                Some(v) => self.vector_ranking(&tx, v, limit).await,
-                None => Ok(Vec::new()),
-            }
-        };
-        let (text, near) = tokio::try_join!(text, near)?;
+        // Either side failing drops the other (its transaction rolls back).
+        let ((has_terms, text, near), spare_near) = tokio::try_join!(main_side, spare_side)?;
+        drop(spare);
+        let near = if concurrent { spare_near } else { near };
         let mut candidates = fuse(
             text.iter().map(|m| (m.id.clone(), m.score)),
             near.iter().map(|n| (n.id.clone(), n.similarity)),

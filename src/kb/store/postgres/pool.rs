@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use percent_encoding::percent_decode_str;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls_platform_verifier::BuilderVerifierExt;
@@ -63,7 +64,7 @@ fn split_root_cert(url: &str) -> (String, Option<String>) {
         .split('&')
         .filter(|pair| match pair.strip_prefix("sslrootcert=") {
             Some(value) => {
-                root = Some(percent_decode(value));
+                root = Some(percent_decode_str(value).decode_utf8_lossy().into_owned());
                 false
             }
             None => true,
@@ -74,30 +75,6 @@ fn split_root_cert(url: &str) -> (String, Option<String>) {
     } else {
         (format!("{base}?{}", kept.join("&")), root)
     }
-}
-
-/// `%XX` escapes decoded (paths in URLs); anything else is kept as it is.
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// rustls for PostgreSQL: the system's roots, or only the certificates in `root_cert`.
@@ -204,7 +181,6 @@ pub fn describe(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// A database error as a store error, with its causes and no credentials.
 /// Runs `statement`, prepared once per connection (deadpool's statement cache), so a
 /// search's statements cost one round trip each instead of two.
 pub async fn cached(
@@ -216,6 +192,7 @@ pub async fn cached(
     client.query(&prepared, params).await.map_err(sql)
 }
 
+/// A database error as a store error, with its causes and no credentials.
 pub fn sql(err: tokio_postgres::Error) -> Error {
     Error::store(format!("postgres: {}", redact(&describe(&err))))
 }

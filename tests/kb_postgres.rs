@@ -1180,6 +1180,28 @@ async fn term_statistics_follow_every_change_of_the_terms() {
     term_statistics_match(&db, "after deleting everything").await;
 }
 
+// docs/postgres.md: concurrent writers take turns on the statistics, so two imports at
+// once (two processes, here two stores) leave counts that match the terms table.
+#[tokio::test]
+async fn term_statistics_stay_exact_when_two_imports_run_at_once() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    let first = ragstream::kb::connect(&cfg).await.unwrap();
+    let second = ragstream::kb::connect(&cfg).await.unwrap();
+    let other = write(
+        dir.path(),
+        "other.jsonl",
+        "{\"id\":\"other-1\",\"question\":\"感统训练多久一次\",\"answer\":\"每周两到三次\"}\n\
+         {\"id\":\"other-2\",\"question\":\"孩子挑食怎么办\",\"answer\":\"少量多次尝试新食物\"}\n",
+    );
+    let (sample, other) = ([sample()], [other]);
+    let (a, b) = tokio::join!(import(&first, &sample), import(&second, &other));
+    a.unwrap();
+    b.unwrap();
+    assert!(term_statistics_match(&db, "after two imports at once").await > 100);
+}
+
 // Issue 12 item 8: without a filter the vector ranking is the HNSW index's, even before
 // the table has planner statistics (right after a bulk import): the statement does not
 // say `metadata @> '{}'`, which the planner then guesses keeps 1% of the rows, so that it

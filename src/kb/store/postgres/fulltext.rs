@@ -64,18 +64,22 @@ pub struct Ensured {
 }
 
 /// Creates the side table and its GIN index, and the term statistics (filled), where
-/// missing.
+/// missing. Call it in a transaction: when something is missing it takes a transaction
+/// lock on the table's name first, because `CREATE TABLE IF NOT EXISTS` is not safe
+/// against a concurrent one (two first imports at once failed on a duplicate type).
 pub async fn ensure(client: &impl GenericClient, table_name: &str) -> Result<Ensured, Error> {
     let terms = terms_table(table_name);
-    let row = client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL, \
-                    to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
-            &[&terms, &df_table(table_name), &totals_table(table_name)],
-        )
-        .await
-        .map_err(sql)?;
-    let (has_terms, has_stats): (bool, bool) = (row.get(0), row.get(1));
+    let (mut has_terms, mut has_stats) = existing(client, table_name).await?;
+    if !(has_terms && has_stats) {
+        client
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext('ragstream full text ' || $1))",
+                &[&table_name],
+            )
+            .await
+            .map_err(sql)?;
+        (has_terms, has_stats) = existing(client, table_name).await?;
+    }
     if !has_terms {
         let name = table_name.rsplit('.').next().unwrap_or(table_name);
         let index = quoted(&format!("{name}_ragstream_terms_gin"));
@@ -105,6 +109,23 @@ pub async fn ensure(client: &impl GenericClient, table_name: &str) -> Result<Ens
         terms: !has_terms,
         stats: !has_stats,
     })
+}
+
+/// Whether the side table, and both statistics tables, exist.
+async fn existing(client: &impl GenericClient, table_name: &str) -> Result<(bool, bool), Error> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL, \
+                    to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
+            &[
+                &terms_table(table_name),
+                &df_table(table_name),
+                &totals_table(table_name),
+            ],
+        )
+        .await
+        .map_err(sql)?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Recounts the term statistics (each word's documents, the rows and their length)

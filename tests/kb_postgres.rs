@@ -1181,7 +1181,8 @@ async fn term_statistics_follow_every_change_of_the_terms() {
 }
 
 // docs/postgres.md: concurrent writers take turns on the statistics, so two imports at
-// once (two processes, here two stores) leave counts that match the terms table.
+// once (two processes, here two stores) leave counts that match the terms table. Both
+// are first imports: each used to race the other creating ragstream's tables and index.
 #[tokio::test]
 async fn term_statistics_stay_exact_when_two_imports_run_at_once() {
     let server = EmbedServer::start(DIM).await;

@@ -227,15 +227,19 @@ impl PgStore {
         Ok(report)
     }
 
-    /// Creates the partial unique index on ragstream's hash if it is missing.
+    /// Creates the partial unique index on ragstream's hash if it is missing. The two
+    /// statements run as one implicit transaction, the lock first: `IF NOT EXISTS` is not
+    /// safe against a concurrent creation (two first imports at once).
     async fn ensure_hash_index(&self, client: &deadpool_postgres::Object) -> Result<(), Error> {
         // An index is created in its table's schema; its name is never qualified.
         let (_, name) = self.inner.config.postgres.table_parts();
         let index = quoted(&format!("{name}_ragstream_hash"));
         let table = &self.inner.schema.table;
+        let lock = table.replace('\'', "''");
         client
             .batch_execute(&format!(
-                "CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} ((metadata->'{KEY}'->>'hash')) \
+                "SELECT pg_advisory_xact_lock(hashtext('ragstream hash index {lock}')); \
+                 CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} ((metadata->'{KEY}'->>'hash')) \
                  WHERE metadata ? '{KEY}'"
             ))
             .await

@@ -768,6 +768,43 @@ async fn langchain_rows_are_full_text_searchable_in_chinese_after_kb_migrate_unc
     assert!(migrate(&cfg).await.starts_with("nothing to do"));
 }
 
+// Issue 12: full-text candidates are bounded, and the bound must not cost the rows that
+// hold more of the query than an arbitrary slice of the rarest word's rows.
+#[tokio::test]
+async fn a_row_holding_two_query_words_is_found_when_the_rarest_word_alone_overflows_the_bound() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    let bound = postgres::fulltext::MAX_CANDIDATES;
+    // 感统 alone in more rows than the bound, then 语言 and 社交 alone in more still (so
+    // 感统 is the rarest word), and last, physically after all of them, the one row that
+    // holds two of the query's words.
+    let client = pg::client(&db).await;
+    client
+        .execute(
+            "insert into documents (content, metadata) \
+             select w || ' 记录 ' || n, '{}' from (values ('感统', $1::int), ('语言', $1 + 100), \
+             ('社交', $1 + 200)) v(w, rows), generate_series(1, rows) n",
+            &[&i32::try_from(bound + 100).unwrap()],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute("insert into documents (content, metadata) values ('感统 语言', '{}')")
+        .await
+        .unwrap();
+    let said = migrate(&without_embeddings(cfg.clone())).await;
+    assert!(
+        said.contains(&format!("segmented {} rows", 3 * bound + 601)),
+        "{said}"
+    );
+
+    let hits = text_hits(&without_embeddings(cfg), "感统 语言 社交")
+        .await
+        .unwrap();
+    assert_eq!(hits[0].hit.text, "感统 语言", "{hits:?}");
+}
+
 #[tokio::test]
 async fn imported_rows_are_full_text_searchable_without_kb_migrate() {
     let server = EmbedServer::start(DIM).await;

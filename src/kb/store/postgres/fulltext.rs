@@ -8,12 +8,13 @@
 //! `<table>_ragstream_totals` (rows, total words), recounted by every transaction that
 //! changes the side table ([`refresh`]), so a search reads them instead of counting.
 //!
-//! Search ([`PgStore::text_ranking`]): candidates by `terms @@ 'w1' & 'w2' …` (every
-//! query word), then `terms @@ 'w1' | 'w2' …` over the query's rarest words (bounded by
-//! [`MAX_CANDIDATES`]), ordered by BM25 (k1 1.2, b 0.75,
-//! IDF from the term statistics), then scored with the evidence of
-//! [`crate::kb::score`] exactly as the embedded store scores full text. The caller
-//! fuses this ranking with the vector ranking ([`crate::kb::fusion`]).
+//! Search ([`PgStore::text_ranking`]): candidates read tier by tier, up to
+//! [`MAX_CANDIDATES`] rows: the rows holding every query word (or a synonym), then those
+//! holding the rarest word and another, then those holding the rarest words
+//! ([`candidate_tiers`]); they are ordered by BM25 (k1 1.2, b 0.75, IDF from the term
+//! statistics), then scored with the evidence of [`crate::kb::score`] exactly as the
+//! embedded store scores full text. The caller fuses this ranking with the vector ranking
+//! ([`crate::kb::fusion`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -34,8 +35,11 @@ const B: f32 = 0.75;
 const SYNONYM_BOOST: f32 = 0.6;
 /// Weight of a built-in related word in the candidates' BM25 (as in the embedded store).
 const RELATED_BOOST: f32 = 0.3;
-/// The most rows the candidate query reads, however common the query's words are.
-pub const MAX_CANDIDATES: i64 = 1000;
+/// The most rows the candidate query reads, however common the query's words are:
+/// reading and unnesting a candidate costs about 10 µs, so this bounds a search's time
+/// (BENCHMARKS.md has the measured trade-off between the bound and agreement with the
+/// embedded store's ranking).
+pub const MAX_CANDIDATES: i64 = 500;
 
 /// The side table's name (quoted, in the table's schema) for `kb.postgres.table`.
 pub fn terms_table(table: &str) -> String {
@@ -301,11 +305,10 @@ impl PgStore {
     /// full text ([`crate::kb::score`]): per query word, credit for the word in the title,
     /// in the body, a synonym, or a share of its character bigrams, weighted by IDF.
     ///
-    /// Candidates are the rows holding every query word (or a synonym), then the rows
-    /// holding the query's rarest words, at most [`MAX_CANDIDATES`] of them however
-    /// common the words are; they are ordered by BM25
-    /// over the words and their synonyms, and the best `limit` are scored and reordered
-    /// by evidence weighted by BM25, as in the embedded store.
+    /// Candidates are read tier by tier ([`candidate_tiers`]), at most [`MAX_CANDIDATES`]
+    /// of them however common the words are; they are ordered by BM25 over the words, their
+    /// synonyms and related words, and the best `limit` are scored and reordered by
+    /// evidence weighted by BM25, as in the embedded store.
     pub(crate) async fn text_ranking(
         &self,
         tx: &impl GenericClient,
@@ -393,60 +396,35 @@ impl PgStore {
         let doc_freq = |w: &str| df.get(w).copied().unwrap_or(0);
         let idf = |w: &str| score::idf(doc_freq(w), total);
 
-        // The rarest words select the candidates, within the bound.
-        let mut by_rarity: Vec<&String> = lexemes.iter().filter(|w| doc_freq(w) > 0).collect();
-        by_rarity.sort_by_key(|w| doc_freq(w));
-        let mut chosen: Vec<String> = Vec::new();
-        let mut covered = 0u64;
-        for word in by_rarity {
-            if !chosen.is_empty() && covered + doc_freq(word) > MAX_CANDIDATES as u64 {
-                break;
-            }
-            covered += doc_freq(word);
-            chosen.push(literal(word));
-        }
-        if chosen.is_empty() {
+        let Some(tiers) = candidate_tiers(&terms, &doc_freq, MAX_CANDIDATES as u64) else {
             return Ok(Vec::new());
-        }
-        // Rows holding every query word (or a synonym or related word) come first, then the rows
-        // holding the rarest words, within the bound: common words alone no longer crowd
-        // out the rows that hold them all.
-        let every: Vec<String> = terms
-            .iter()
-            .filter_map(|term| {
-                let held: Vec<String> = std::iter::once(&term.word)
-                    .chain(&term.synonyms)
-                    .chain(&term.related)
-                    .filter(|w| doc_freq(w) > 0)
-                    .map(|w| literal(w))
-                    .collect();
-                (!held.is_empty()).then(|| format!("({})", held.join(" | ")))
-            })
+        };
+        // Each tier holds the one before it: its rows were read already.
+        let before: Vec<Option<&str>> = std::iter::once(None)
+            .chain(tiers.iter().map(|t| Some(t.as_str())))
+            .take(tiers.len())
             .collect();
         // Each candidate's term frequencies of the query's words only: `setweight` marks
         // those words and `ts_filter` keeps them, so a row unnests a few words rather than
-        // all of its own (about ten times faster).
+        // all of its own (about ten times faster). The tiers are read in order and the
+        // reading stops at the bound.
         let found = cached(
             tx,
             &format!(
                 "SELECT c.id, c.words, u.lexeme, coalesce(cardinality(u.positions), 1) \
-                 FROM ((SELECT id, words, terms FROM {side} WHERE terms @@ $4::text::tsquery) \
-                       UNION ALL \
-                       (SELECT id, words, terms FROM {side} WHERE terms @@ $1::text::tsquery) \
+                 FROM (SELECT f.id, f.words, f.terms \
+                       FROM unnest($1::text[], $4::text[]) WITH ORDINALITY AS t(query, before, tier) \
+                       CROSS JOIN LATERAL (SELECT id, words, terms FROM {side} \
+                                           WHERE terms @@ t.query::tsquery AND (t.before IS NULL \
+                                                 OR NOT terms @@ t.before::tsquery)) f \
                        LIMIT $3) c \
                  CROSS JOIN LATERAL unnest(ts_filter(setweight(c.terms, 'A', $2), '{{a}}')) u \
                  WHERE u.lexeme = ANY($2)"
             ),
-            &[
-                &chosen.join(" | "),
-                &lexemes,
-                &MAX_CANDIDATES,
-                &every.join(" & "),
-            ],
+            &[&tiers, &lexemes, &MAX_CANDIDATES, &before],
         )
         .await?;
-        // Per document: its length and each query word's frequency (a row holding every
-        // word comes twice, once from each part of the candidate query).
+        // Per document: its length and each query word's frequency.
         let mut docs: HashMap<String, (i32, HashMap<String, usize>)> = HashMap::new();
         for row in &found {
             let (id, len, word, tf): (String, i32, String, i32) =
@@ -536,6 +514,73 @@ impl PgStore {
     }
 }
 
+/// The full-text candidates' queries (`tsquery` text), best first, each holding the one
+/// before it; the candidate statement reads them in order, skipping rows read already,
+/// until `bound` rows:
+/// 1. the rows holding every query term (a term: its word or a synonym; its built-in
+///    related words only when neither is in any row, because those groups are large and
+///    would make every index scan read tens of thousands of rows);
+/// 2. for three terms or more, the rows holding the rarest term and any other;
+/// 3. the rows holding any of the rarest terms, as many terms as fit the bound by their
+///    document counts (at least the rarest).
+///
+/// A row holding more of the query, and its rarest term, is read before one holding less:
+/// when the rarest term alone is in more rows than the bound, an arbitrary slice of them
+/// misses rows that hold two of the query's terms (BENCHMARKS.md measures how far the
+/// result agrees with the embedded store's unbounded ranking). `None` when no term is in
+/// any row.
+fn candidate_tiers(
+    terms: &[QueryTerm],
+    doc_freq: &impl Fn(&str) -> u64,
+    bound: u64,
+) -> Option<Vec<String>> {
+    // Each term held by some row: its alternatives as one OR group, and the concept's count.
+    let mut groups: Vec<(u64, String)> = terms
+        .iter()
+        .filter_map(|term| {
+            let mut held: Vec<&String> = std::iter::once(&term.word)
+                .chain(&term.synonyms)
+                .filter(|w| doc_freq(w) > 0)
+                .collect();
+            if held.is_empty() {
+                held = term.related.iter().filter(|w| doc_freq(w) > 0).collect();
+            }
+            let count = held.iter().map(|w| doc_freq(w)).max()?;
+            let alternatives: Vec<String> = held.iter().map(|w| literal(w)).collect();
+            Some((count, format!("({})", alternatives.join(" | "))))
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    groups.retain(|(_, g)| seen.insert(g.clone()));
+    groups.sort_by_key(|(count, _)| *count);
+    if groups.is_empty() {
+        return None;
+    }
+    let every = groups
+        .iter()
+        .map(|(_, g)| g.as_str())
+        .collect::<Vec<_>>()
+        .join(" & ");
+    let mut tiers = vec![every];
+    if groups.len() >= 3 {
+        let others: Vec<&str> = groups[1..].iter().map(|(_, g)| g.as_str()).collect();
+        tiers.push(format!("{} & ({})", groups[0].1, others.join(" | ")));
+    }
+    if groups.len() >= 2 {
+        let mut rarest: Vec<&str> = Vec::new();
+        let mut covered = 0u64;
+        for (count, group) in &groups {
+            if !rarest.is_empty() && covered + count > bound {
+                break;
+            }
+            covered += count;
+            rarest.push(group);
+        }
+        tiers.push(rarest.join(" | "));
+    }
+    Some(tiers)
+}
+
 /// The credit a hit with `title` and `body` earns for each query term, as the embedded
 /// store gives it: the word in the title, else in the text, else a synonym, else a
 /// built-in related word, else the share of the word's character bigrams the text
@@ -578,6 +623,56 @@ mod tests {
     fn a_tsvector_literal_counts_repeats_and_escapes_quotes() {
         let words: Vec<String> = ["自伤", "it's", "自伤"].map(String::from).to_vec();
         assert_eq!(tsvector(&words), ("'it''s':2 '自伤':1,3".to_owned(), 3));
+    }
+
+    fn term(word: &str, synonyms: &[&str], related: &[&str]) -> QueryTerm {
+        QueryTerm {
+            word: word.to_owned(),
+            synonyms: synonyms.iter().map(|w| (*w).to_owned()).collect(),
+            related: related.iter().map(|w| (*w).to_owned()).collect(),
+            bigrams: Vec::new(),
+            unigrams: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn candidates_come_in_tiers_each_holding_the_one_before() {
+        let counts: HashMap<&str, u64> = [
+            ("撞头", 900),
+            ("撞墙", 300),
+            ("孩子", 50_000),
+            ("宝宝", 8_000),
+            ("总是", 20_000),
+            ("打人", 600),
+        ]
+        .into();
+        let df = |w: &str| counts.get(w).copied().unwrap_or(0);
+        let terms = [
+            term("孩子", &["宝宝"], &[]),
+            term("撞头", &["撞墙"], &[]),
+            term("总是", &[], &["打人"]),
+        ];
+        let tiers = candidate_tiers(&terms, &df, 500).unwrap();
+        assert_eq!(
+            tiers,
+            [
+                "('撞头' | '撞墙') & ('总是') & ('孩子' | '宝宝')",
+                "('撞头' | '撞墙') & (('总是') | ('孩子' | '宝宝'))",
+                "('撞头' | '撞墙')",
+            ],
+            "the rarest concept (by its most common word) leads; related words stay out \
+             when the word itself is in some row"
+        );
+        // With a bound that fits them, the next rarest terms join the last tier.
+        let wide = candidate_tiers(&terms, &df, 25_000).unwrap();
+        assert_eq!(wide[2], "('撞头' | '撞墙') | ('总是')");
+        // Two terms: no middle tier. A word in no row stands in by its related words.
+        let two = [term("头撞墙", &[], &["撞墙"]), term("孩子", &[], &[])];
+        assert_eq!(
+            candidate_tiers(&two, &df, 500).unwrap(),
+            ["('撞墙') & ('孩子')", "('撞墙')"]
+        );
+        assert_eq!(candidate_tiers(&[term("天气", &[], &[])], &df, 500), None);
     }
 
     #[test]

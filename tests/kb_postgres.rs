@@ -911,6 +911,58 @@ async fn full_text_and_vector_hits_are_fused_into_one_ranking() {
     );
 }
 
+// Issue 12: a row another tool wrote since the last `kb migrate` has no terms, so its
+// vector rank stands for both rankings; a full-text match beyond the vector ranking's
+// candidates still shows its cosine.
+#[tokio::test]
+async fn unsegmented_rows_keep_their_vector_rank_and_text_matches_show_their_cosine() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    // Only the identical vector is evidence: full-text matches outrank vector-only rows.
+    cfg.search.vector_floor = 0.99;
+    cfg.search.candidates = 3;
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    // Written by LangChain after the import: its vector is the question's own.
+    pg::client(&db)
+        .await
+        .batch_execute(&format!(
+            "insert into documents (content, metadata, embedding) values \
+             ('外部工具写入的行', '{{\"source\": \"langchain\"}}', '{}')",
+            vector_literal(SELF_INJURY)
+        ))
+        .await
+        .unwrap();
+    let hits = store
+        .search_detailed(SELF_INJURY, &params(3))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].hit.text, "外部工具写入的行", "{hits:?}");
+    assert_eq!(hits[0].vector_rank, Some(1));
+    assert_eq!(hits[0].fulltext_rank, None);
+    let self_injury = hits.iter().find(|h| h.hit.id == "self-injury").unwrap();
+    assert_eq!(self_injury.fulltext_rank, Some(1), "{hits:?}");
+    let beyond: Vec<_> = hits
+        .iter()
+        .filter(|h| h.fulltext_rank.is_some() && h.vector_rank.is_none())
+        .collect();
+    assert!(!beyond.is_empty(), "{hits:?}");
+    assert!(
+        beyond
+            .iter()
+            .all(|h| h.vector_score.is_some_and(|c| c > -1.0 && c < 1.0)),
+        "{beyond:?}"
+    );
+    // After `kb migrate` the row has terms and is ranked like any other.
+    migrate(&cfg).await;
+    let hits = store
+        .search_detailed(SELF_INJURY, &params(3))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].hit.id, "self-injury", "{hits:?}");
+}
+
 /// How many connections the application `name` holds to `db`.
 async fn connections(db: &str, name: &str) -> i64 {
     pg::client(db)

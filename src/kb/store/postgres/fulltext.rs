@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
+use pgvector::Vector;
 use serde_json::Value;
 
 use super::config::quoted;
@@ -297,6 +298,8 @@ pub(crate) struct TextMatch {
     pub content: String,
     /// The row's `metadata`.
     pub metadata: Value,
+    /// 1 − cosine distance to the query's vector, when both have one.
+    pub cosine: Option<f32>,
 }
 
 impl PgStore {
@@ -313,6 +316,7 @@ impl PgStore {
         &self,
         tx: &impl GenericClient,
         query: &str,
+        vector: Option<&Vector>,
         limit: usize,
         has_stats: bool,
     ) -> Result<Vec<TextMatch>, Error> {
@@ -467,16 +471,17 @@ impl PgStore {
         let rows = cached(
             tx,
             &format!(
-                "SELECT id::text, coalesce(content, ''), coalesce(metadata, 'null'::jsonb) \
+                "SELECT id::text, coalesce(content, ''), coalesce(metadata, 'null'::jsonb), \
+                     (1 - (embedding <=> $3::vector))::float8 \
                      FROM {} WHERE id = ANY($1::text[]::{}[]) AND metadata @> $2",
                 self.inner.schema.table, self.inner.schema.id_type
             ),
-            &[&ids, &cfg.postgres.filter],
+            &[&ids, &cfg.postgres.filter, &vector],
         )
         .await?;
-        let mut rows: HashMap<String, (String, Value)> = rows
+        let mut rows: HashMap<String, (String, Value, Option<f64>)> = rows
             .into_iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
             .collect();
         // A term weighs as much as its concept is rare: the most common of the word, its
         // synonyms and related words decides (宝宝 weighs as little as 孩子), as in the
@@ -495,7 +500,7 @@ impl PgStore {
         let mut matches: Vec<TextMatch> = Vec::with_capacity(ranked.len());
         for (id, bm25, held) in ranked {
             // Rows the filter excludes, or whose terms outlived them, are no match.
-            let Some((content, metadata)) = rows.remove(&id) else {
+            let Some((content, metadata, cosine)) = rows.remove(&id) else {
                 continue;
             };
             let f = rows::fields(id.clone(), content.clone(), &metadata);
@@ -506,6 +511,7 @@ impl PgStore {
                 score: score::ranked(evidence, bm25, best),
                 content,
                 metadata,
+                cosine: cosine.map(|c| c as f32),
             });
         }
         // Ordered by the score (evidence weighted by BM25), so order and scores agree.

@@ -118,7 +118,8 @@ impl PgStore {
             }
             let text = async {
                 if has_terms {
-                    self.text_ranking(&tx, query, limit, has_stats).await
+                    let v = vector.as_ref();
+                    self.text_ranking(&tx, query, v, limit, has_stats).await
                 } else {
                     Ok(Vec::new())
                 }
@@ -126,8 +127,8 @@ impl PgStore {
             // With one connection, both rankings on it: the client pipelines them.
             let near = async {
                 match vector.as_ref().filter(|_| !concurrent) {
-                    Some(v) => self.vector_ranking(&tx, v, limit).await,
-                    None => Ok(Vec::new()),
+                    Some(v) => self.vector_side(&tx, v, limit, has_terms).await,
+                    None => Ok((Vec::new(), HashSet::new())),
                 }
             };
             let (text, near) = tokio::try_join!(text, near)?;
@@ -137,86 +138,51 @@ impl PgStore {
         // own statement timeout and HNSW candidate list.
         let spare_side = async {
             let (Some(client), Some(v)) = (spare.as_mut(), vector.as_ref()) else {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), HashSet::new()));
             };
             let tx = client.transaction().await.map_err(sql)?;
-            tx.batch_execute(&format!(
-                "SET LOCAL statement_timeout = {}; SET LOCAL hnsw.ef_search = {ef_search}",
-                pg.statement_timeout_ms
-            ))
-            .await
-            .map_err(sql)?;
-            let near = self.vector_ranking(&tx, v, limit).await?;
+            let checked = tx
+                .simple_query(&format!(
+                    "SET LOCAL statement_timeout = {}; SET LOCAL hnsw.ef_search = {ef_search}; \
+                     SELECT to_regclass('{}') IS NOT NULL",
+                    pg.statement_timeout_ms,
+                    side.replace('\'', "''")
+                ))
+                .await
+                .map_err(sql)?;
+            let has_terms = checked
+                .iter()
+                .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+            let found = self.vector_side(&tx, v, limit, has_terms).await?;
             tx.commit().await.map_err(sql)?;
-            Ok(near)
+            Ok(found)
         };
         // Either side failing drops the other (its transaction rolls back).
         let ((has_terms, text, near), spare_near) = tokio::try_join!(main_side, spare_side)?;
+        tx.commit().await.map_err(sql)?;
         drop(spare);
-        let near = if concurrent { spare_near } else { near };
+        let (near, segmented) = if concurrent { spare_near } else { near };
         let mut candidates = fuse(
             text.iter().map(|m| (m.id.clone(), m.score)),
             near.iter().map(|n| (n.id.clone(), n.similarity)),
             cfg.search.rrf_k,
             cfg.search.vector_floor,
         );
-        // Vector-only candidates: which have terms? Full-text-only ones: their cosine.
-        // Both lookups at once (pipelined).
-        let vector_only: Vec<&str> = candidates
-            .iter()
-            .filter(|c| has_terms && c.fulltext.is_none())
-            .map(|c| c.key.as_str())
-            .collect();
-        let missing: Vec<&str> = candidates
-            .iter()
-            .filter(|c| c.vector_score.is_none())
-            .map(|c| c.key.as_str())
-            .collect();
-        let segmented = async {
-            if vector_only.is_empty() {
-                return Ok(HashSet::new());
-            }
-            let rows = cached(
-                &tx,
-                &format!("SELECT id FROM {side} WHERE id = ANY($1)"),
-                &[&vector_only],
-            )
-            .await?;
-            Ok::<_, Error>(rows.iter().map(|r| r.get::<_, String>(0)).collect())
-        };
-        let cosines = async {
-            let Some(v) = vector.as_ref().filter(|_| !missing.is_empty()) else {
-                return Ok(HashMap::new());
-            };
-            // Full-text matches the vector ranking missed still show their cosine.
-            let rows = cached(
-                &tx,
-                &format!(
-                    "SELECT id::text, (1 - (embedding <=> $1))::float8 FROM {} \
-                     WHERE id = ANY($2::text[]::{}[]) AND embedding IS NOT NULL",
-                    self.inner.schema.table, self.inner.schema.id_type
-                ),
-                &[v, &missing],
-            )
-            .await?;
-            Ok::<_, Error>(
-                rows.iter()
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, f64>(1)))
-                    .collect::<HashMap<_, _>>(),
-            )
-        };
-        let (segmented, cosines) = tokio::try_join!(segmented, cosines)?;
-        if !vector_only.is_empty() {
+        if has_terms {
             count_unsegmented_twice(&mut candidates, &segmented, cfg.search.rrf_k);
         }
+        // Full-text matches the vector ranking missed still show their cosine.
+        let cosines: HashMap<&str, f32> = text
+            .iter()
+            .filter_map(|m| Some((m.id.as_str(), m.cosine?)))
+            .collect();
         for c in &mut candidates {
             if c.vector_score.is_none() {
-                if let Some(cosine) = cosines.get(&c.key) {
-                    c.set_cosine(*cosine as f32, cfg.search.vector_floor);
+                if let Some(cosine) = cosines.get(c.key.as_str()) {
+                    c.set_cosine(*cosine, cfg.search.vector_floor);
                 }
             }
         }
-        tx.commit().await.map_err(sql)?;
 
         let (candidates, best_rrf) = select(candidates, params.min_score, params.top_k);
         let mut hits = Vec::with_capacity(candidates.len());
@@ -237,6 +203,31 @@ impl PgStore {
             hits.push(rows::hit(fields, c, hits.len() + 1, best_rrf));
         }
         Ok(hits)
+    }
+
+    /// The vector ranking ([`Self::vector_ranking`]) and, when the full-text table exists
+    /// (`has_terms`), which of its rows have terms (see [`count_unsegmented_twice`]).
+    async fn vector_side(
+        &self,
+        tx: &Transaction<'_>,
+        vector: &Vector,
+        limit: usize,
+        has_terms: bool,
+    ) -> Result<(Vec<Near>, HashSet<String>), Error> {
+        let near = self.vector_ranking(tx, vector, limit).await?;
+        if !has_terms || near.is_empty() {
+            return Ok((near, HashSet::new()));
+        }
+        let ids: Vec<&str> = near.iter().map(|n| n.id.as_str()).collect();
+        let side = terms_table(&self.inner.config.postgres.table);
+        let rows = cached(
+            tx,
+            &format!("SELECT id FROM {side} WHERE id = ANY($1)"),
+            &[&ids],
+        )
+        .await?;
+        let segmented = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+        Ok((near, segmented))
     }
 
     /// The `limit` nearest rows to `vector`, nearest first.
@@ -331,8 +322,8 @@ fn unfiltered(filter: &Value) -> bool {
 
 /// A row another tool wrote since the last `kb migrate` has no terms, so it cannot be in
 /// the full-text ranking; rather than lose to every row found by both rankings, its
-/// vector rank stands for both (its fused value counts it twice). `segmented`: the
-/// vector-only candidates that do have terms.
+/// vector rank stands for both (its fused value counts it twice). `segmented`: the rows of
+/// the vector ranking that do have terms.
 fn count_unsegmented_twice(
     candidates: &mut [Candidate<String>],
     segmented: &HashSet<String>,

@@ -20,5 +20,5 @@ as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start \
   -o "-p $PORT -c listen_addresses=127.0.0.1 -k $DIR -c fsync=off -c shared_buffers=512MB -c maintenance_work_mem=512MB" >/dev/null
 as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qc 'CREATE DATABASE kb_bench'
 as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d kb_bench -qc 'CREATE EXTENSION vector'
-cargo run --release --example kb_bench -- "$@" \
+cargo run --release --example "${KB_BENCH_EXAMPLE:-kb_bench}" -- "$@" \
   --postgres "postgres://postgres@127.0.0.1:$PORT/kb_bench?sslmode=disable"

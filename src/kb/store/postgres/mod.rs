@@ -26,6 +26,7 @@ pub mod pool;
 pub mod rows;
 pub mod schema;
 mod search;
+pub mod term_stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;

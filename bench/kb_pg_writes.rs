@@ -13,7 +13,10 @@
 //!    text, and its `kb delete`;
 //! 3. a bulk import of another tenth of the table (new rows) and its `kb delete`.
 //!
-//! Each step prints its time; the small steps print min / median / max.
+//! Each step prints its time; the small steps print min / median / max. The bulk
+//! imports also print the CPU time they took, this process's and the database cluster's
+//! (read from /proc: the postmaster's processes, and what its ended children used),
+//! which other load on a shared machine disturbs far less than the wall time.
 
 #[path = "kb_gen.rs"]
 #[allow(
@@ -65,6 +68,44 @@ fn parse_args() -> Args {
     }
     assert!(!args.postgres.is_empty(), "--postgres URL is needed");
     args
+}
+
+/// CPU seconds used so far by process `pid` (`children`: also its ended, reaped children).
+fn cpu(pid: &str, children: bool) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // After the command name in parentheses: state, ppid, … utime is field 14.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let tick = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let used = tick(14) + tick(15) + if children { tick(16) + tick(17) } else { 0.0 };
+    used / 100.0 // USER_HZ
+}
+
+/// The parent of process `pid`.
+fn parent(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1).map(str::to_owned)
+}
+
+/// CPU seconds used so far by this process and by the cluster of `postmaster`.
+fn cpu_now(postmaster: &str) -> (f64, f64) {
+    let mut cluster = cpu(postmaster, true);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid.bytes().all(|b| b.is_ascii_digit()) && parent(&pid).as_deref() == Some(postmaster) {
+            cluster += cpu(&pid, false);
+        }
+    }
+    (cpu("self", false), cluster)
 }
 
 /// Imports `paths` in one transaction; the time it took.
@@ -149,12 +190,22 @@ async fn main() {
     std::fs::create_dir(&corpus).expect("mkdir");
     let words = vocabulary();
     generate(&corpus, args.chunks, &words);
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("backend")
+        .get(0);
+    let postmaster = parent(&backend.to_string()).expect("the cluster runs on this machine");
+    let cpu_before = cpu_now(&postmaster);
     let took = import(&store, &[&corpus]).await;
+    let cpu_after = cpu_now(&postmaster);
     println!(
-        "| bulk import of {} rows into an empty table | {:.1} s ({:.0} rows/s) |",
+        "| bulk import of {} rows into an empty table | {:.1} s ({:.0} rows/s); CPU {:.2} s here + {:.2} s cluster |",
         args.chunks,
         took.as_secs_f64(),
-        args.chunks as f64 / took.as_secs_f64()
+        args.chunks as f64 / took.as_secs_f64(),
+        cpu_after.0 - cpu_before.0,
+        cpu_after.1 - cpu_before.1,
     );
 
     let mut rng = Lcg(2026);
@@ -181,12 +232,16 @@ async fn main() {
         })
         .collect();
     std::fs::write(&tenth, lines.join("\n") + "\n").expect("write");
+    let cpu_before = cpu_now(&postmaster);
     let took = import(&store, &[&tenth]).await;
+    let cpu_after = cpu_now(&postmaster);
     println!(
-        "| import of {} more rows (a tenth) | {:.2} s ({:.0} rows/s) |",
+        "| import of {} more rows (a tenth) | {:.2} s ({:.0} rows/s); CPU {:.2} s here + {:.2} s cluster |",
         n / 10,
         took.as_secs_f64(),
-        (n / 10) as f64 / took.as_secs_f64()
+        (n / 10) as f64 / took.as_secs_f64(),
+        cpu_after.0 - cpu_before.0,
+        cpu_after.1 - cpu_before.1,
     );
     let origin = tenth.display().to_string();
     let took = delete(&store, Selection::Origin(origin)).await;

@@ -18,7 +18,7 @@
 //! embedded store scores full text. The caller fuses this ranking with the vector ranking
 //! ([`crate::kb::fusion`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -150,8 +150,7 @@ pub async fn write(
     delta: &mut TermDelta,
 ) -> Result<(), Error> {
     let segmented = segmenter.words(content);
-    let (vector, words) = tsvector(&segmented);
-    let lexemes: BTreeSet<&str> = segmented.iter().map(String::as_str).collect();
+    let (vector, words, lexemes) = tsvector(&segmented);
     let side = terms_table(table_name);
     for _ in 0..WRITE_ATTEMPTS {
         // Prepared once per connection: an import writes a row at a time, and a new row
@@ -304,8 +303,9 @@ pub async fn backfill(
 }
 
 /// A `tsvector` literal of `words` with positions (PostgreSQL keeps at most 256
-/// positions per word, each at most 16383), and the number of words.
-fn tsvector(words: &[String]) -> (String, i32) {
+/// positions per word, each at most 16383), the number of words, and the distinct words
+/// (the `tsvector`'s lexemes).
+fn tsvector(words: &[String]) -> (String, i32, Vec<&str>) {
     let mut positions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, w) in words.iter().enumerate() {
         let p = positions.entry(w.as_str()).or_default();
@@ -314,7 +314,9 @@ fn tsvector(words: &[String]) -> (String, i32) {
         }
     }
     let mut out = String::new();
+    let mut lexemes = Vec::with_capacity(positions.len());
     for (w, p) in positions {
+        lexemes.push(w);
         if !out.is_empty() {
             out.push(' ');
         }
@@ -323,7 +325,7 @@ fn tsvector(words: &[String]) -> (String, i32) {
         let p: Vec<String> = p.iter().map(usize::to_string).collect();
         out.push_str(&p.join(","));
     }
-    (out, i32::try_from(words.len()).unwrap_or(i32::MAX))
+    (out, i32::try_from(words.len()).unwrap_or(i32::MAX), lexemes)
 }
 
 /// A quoted lexeme for `tsvector`/`tsquery` input.
@@ -677,7 +679,10 @@ mod tests {
     #[test]
     fn a_tsvector_literal_counts_repeats_and_escapes_quotes() {
         let words: Vec<String> = ["自伤", "it's", "自伤"].map(String::from).to_vec();
-        assert_eq!(tsvector(&words), ("'it''s':2 '自伤':1,3".to_owned(), 3));
+        assert_eq!(
+            tsvector(&words),
+            ("'it''s':2 '自伤':1,3".to_owned(), 3, vec!["it's", "自伤"])
+        );
     }
 
     fn term(word: &str, synonyms: &[&str], related: &[&str]) -> QueryTerm {

@@ -13,7 +13,7 @@
 //! previous one committed; a recount first locks the totals table against them, and
 //! counts what was committed before it.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
 
@@ -29,9 +29,8 @@ const RECOUNT_WORDS_PER_ROW: f64 = 2.0;
 /// What a transaction changed in the side table, to move the term statistics by.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TermDelta {
-    /// Per word: rows that gained it minus rows that lost it. Sorted, so that writers
-    /// update the statistics' rows in one order.
-    docs: BTreeMap<String, i64>,
+    /// Per word: rows that gained it minus rows that lost it.
+    docs: HashMap<String, i64>,
     /// Rows added minus rows removed.
     rows: i64,
     /// Words added minus words removed (the rows' lengths).
@@ -93,16 +92,20 @@ impl TermDelta {
         self.changed = true;
     }
 
-    /// The words whose number of rows changed, with the change.
+    /// The words whose number of rows changed, with the change, sorted by word (so that
+    /// writers update the statistics' rows in one order).
     fn moved(&self) -> (Vec<&str>, Vec<i32>) {
-        self.docs
+        let mut moved: Vec<(&str, i32)> = self
+            .docs
             .iter()
             .filter(|(_, n)| **n != 0)
             .map(|(w, n)| {
                 let n = i32::try_from(*n).unwrap_or(if *n < 0 { i32::MIN } else { i32::MAX });
                 (w.as_str(), n)
             })
-            .unzip()
+            .collect();
+        moved.sort_unstable();
+        moved.into_iter().unzip()
     }
 }
 

@@ -149,8 +149,7 @@ pub async fn write(
     content: &str,
     delta: &mut TermDelta,
 ) -> Result<(), Error> {
-    let segmented = segmenter.words(content);
-    let (vector, words, lexemes) = tsvector(&segmented);
+    let (vector, words) = tsvector(&segmenter.words(content));
     let side = terms_table(table_name);
     for _ in 0..WRITE_ATTEMPTS {
         // Prepared once per connection: an import writes a row at a time, and a new row
@@ -165,7 +164,7 @@ pub async fn write(
         )
         .await?;
         if !inserted.is_empty() {
-            delta.add(&lexemes, i64::from(words));
+            delta.wrote(id, None);
             return Ok(());
         }
         // The row has terms (a row re-segmented, or terms left by a row another tool
@@ -185,11 +184,8 @@ pub async fn write(
             &[&id, &vector, &words],
         )
         .await?;
-        delta.remove(
-            old.get::<_, Vec<String>>(0),
-            i64::from(old.get::<_, i32>(1)),
-        );
-        delta.add(&lexemes, i64::from(words));
+        let replaced = (old.get(0), i64::from(old.get::<_, i32>(1)));
+        delta.wrote(id, Some(replaced));
         return Ok(());
     }
     Err(Error::store(format!(
@@ -215,6 +211,17 @@ pub async fn forget(
         .map_err(sql)?
         .get(0);
     if exists {
+        // Rows this transaction wrote were not counted yet: they go uncounted.
+        let uncounted = delta.unwrite(ids);
+        if !uncounted.is_empty() {
+            client
+                .execute(
+                    &format!("DELETE FROM {side} WHERE id = ANY($1)"),
+                    &[&uncounted],
+                )
+                .await
+                .map_err(sql)?;
+        }
         let gone = client
             .query(
                 &removed(&format!("DELETE FROM {side} WHERE id = ANY($1)")),
@@ -271,7 +278,7 @@ fn count_removed(counted: &[tokio_postgres::Row], delta: &mut TermDelta) -> u64 
             None => (rows, words) = (r.get::<_, i64>(1), r.get::<_, i64>(2)),
         }
     }
-    delta.remove_counted(per_word, rows, words);
+    delta.removed(per_word, rows, words);
     u64::try_from(rows).unwrap_or(0)
 }
 
@@ -303,9 +310,8 @@ pub async fn backfill(
 }
 
 /// A `tsvector` literal of `words` with positions (PostgreSQL keeps at most 256
-/// positions per word, each at most 16383), the number of words, and the distinct words
-/// (the `tsvector`'s lexemes).
-fn tsvector(words: &[String]) -> (String, i32, Vec<&str>) {
+/// positions per word, each at most 16383), and the number of words.
+fn tsvector(words: &[String]) -> (String, i32) {
     let mut positions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, w) in words.iter().enumerate() {
         let p = positions.entry(w.as_str()).or_default();
@@ -314,9 +320,7 @@ fn tsvector(words: &[String]) -> (String, i32, Vec<&str>) {
         }
     }
     let mut out = String::new();
-    let mut lexemes = Vec::with_capacity(positions.len());
     for (w, p) in positions {
-        lexemes.push(w);
         if !out.is_empty() {
             out.push(' ');
         }
@@ -325,7 +329,7 @@ fn tsvector(words: &[String]) -> (String, i32, Vec<&str>) {
         let p: Vec<String> = p.iter().map(usize::to_string).collect();
         out.push_str(&p.join(","));
     }
-    (out, i32::try_from(words.len()).unwrap_or(i32::MAX), lexemes)
+    (out, i32::try_from(words.len()).unwrap_or(i32::MAX))
 }
 
 /// A quoted lexeme for `tsvector`/`tsquery` input.
@@ -679,10 +683,7 @@ mod tests {
     #[test]
     fn a_tsvector_literal_counts_repeats_and_escapes_quotes() {
         let words: Vec<String> = ["自伤", "it's", "自伤"].map(String::from).to_vec();
-        assert_eq!(
-            tsvector(&words),
-            ("'it''s':2 '自伤':1,3".to_owned(), 3, vec!["it's", "自伤"])
-        );
+        assert_eq!(tsvector(&words), ("'it''s':2 '自伤':1,3".to_owned(), 3));
     }
 
     fn term(word: &str, synonyms: &[&str], related: &[&str]) -> QueryTerm {

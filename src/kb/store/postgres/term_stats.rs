@@ -2,18 +2,20 @@
 //! number of rows; `<table>_ragstream_totals`: the rows and their total length in words),
 //! kept exact by every transaction that changes the side table.
 //!
-//! A transaction gathers what it changed in a [`TermDelta`] (the words of each row it
-//! writes or removes, and of the row a write replaced) and ends with [`apply`], which
-//! moves the statistics by that delta; or, where recounting the whole side table is
-//! cheaper (a change about as large as the table, a first fill), recounts them
-//! ([`recount`]). Searches read the statistics instead of counting.
+//! A transaction gathers what it changed in a [`TermDelta`]: the ids of the rows whose
+//! terms it wrote (their words are counted in the database when the delta is applied),
+//! and the words of the rows it removed or whose terms it replaced (counted as they go).
+//! It ends with [`apply`], which moves the statistics by that delta in three statements;
+//! or, where recounting the whole side table is no dearer (a change as large as the
+//! table, such as a first fill), recounts them ([`recount`]). Searches read the
+//! statistics instead of counting.
 //!
 //! Concurrent writers stay exact: a delta is applied after updating the totals row, so
 //! writers take turns there, and each applies its delta on top of the counts the
 //! previous one committed; a recount first locks the totals table against them, and
 //! counts what was committed before it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 
@@ -21,102 +23,96 @@ use super::fulltext::{df_table, terms_table, totals_table};
 use super::pool::sql;
 use crate::kb::Error;
 
-/// Recount instead of applying a delta when the delta holds more distinct words than
-/// this share of the side table's rows after the change: upserting a word of the delta
-/// costs about as much as counting this many rows (bench/kb_pg_writes.rs, BENCHMARKS.md).
-const RECOUNT_WORDS_PER_ROW: f64 = 2.0;
-
-/// What a transaction changed in the side table, to move the term statistics by.
+/// What a transaction changed in the side table, to move the term statistics by. A
+/// transaction removes rows before it writes rows (a row written and then removed in
+/// the same transaction is not counted either way).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TermDelta {
-    /// Per word: rows that gained it minus rows that lost it.
-    docs: HashMap<String, i64>,
-    /// Rows added minus rows removed.
+    /// Rows whose terms the transaction wrote, counted from the side table by [`apply`].
+    written: HashSet<String>,
+    /// Per word: rows that lost it (removed rows, replaced terms), negative.
+    lost: HashMap<String, i64>,
+    /// Rows removed, and rows whose terms were replaced, negative.
     rows: i64,
-    /// Words added minus words removed (the rows' lengths).
+    /// Their words (the rows' lengths), negative.
     words: i64,
-    /// Whether anything changed.
-    changed: bool,
 }
 
 impl TermDelta {
-    /// A row holding the distinct words `lexemes`, `words` long, was added.
-    pub fn add(&mut self, lexemes: impl IntoIterator<Item = impl AsRef<str>>, words: i64) {
-        self.count(lexemes, 1, 1, words);
+    /// Row `id`'s terms were written; `replaced`: the distinct words and the length of
+    /// the terms it had before, if any.
+    pub fn wrote(&mut self, id: &str, replaced: Option<(Vec<String>, i64)>) {
+        if self.written.contains(id) {
+            // Its earlier terms were this transaction's, not counted yet.
+            return;
+        }
+        if let Some((lexemes, words)) = replaced {
+            for lexeme in lexemes {
+                *self.lost.entry(lexeme).or_default() -= 1;
+            }
+            self.rows -= 1;
+            self.words -= words;
+        }
+        self.written.insert(id.to_owned());
     }
 
-    /// A row holding the distinct words `lexemes`, `words` long, was removed.
-    pub fn remove(&mut self, lexemes: impl IntoIterator<Item = impl AsRef<str>>, words: i64) {
-        self.count(lexemes, -1, -1, -words);
+    /// Of `ids`, those this transaction wrote, which stop counting as written.
+    pub fn unwrite(&mut self, ids: &[String]) -> Vec<String> {
+        ids.iter()
+            .filter(|id| self.written.remove(id.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// `rows` rows holding these words (each `(word, rows holding it)`), `words` long
     /// in all, were removed.
-    pub fn remove_counted(
+    pub fn removed(
         &mut self,
         counted: impl IntoIterator<Item = (String, i64)>,
         rows: i64,
         words: i64,
     ) {
         for (lexeme, n) in counted {
-            *self.docs.entry(lexeme).or_default() -= n;
+            *self.lost.entry(lexeme).or_default() -= n;
         }
         self.rows -= rows;
         self.words -= words;
-        self.changed |= rows != 0;
     }
 
     /// Whether the transaction changed no row of the side table.
     pub fn is_empty(&self) -> bool {
-        !self.changed
+        self.written.is_empty() && self.rows == 0
     }
 
-    fn count(
-        &mut self,
-        lexemes: impl IntoIterator<Item = impl AsRef<str>>,
-        per_word: i64,
-        rows: i64,
-        words: i64,
-    ) {
-        for lexeme in lexemes {
-            let lexeme = lexeme.as_ref();
-            match self.docs.get_mut(lexeme) {
-                Some(n) => *n += per_word,
-                None => {
-                    self.docs.insert(lexeme.to_owned(), per_word);
-                }
-            }
-        }
-        self.rows += rows;
-        self.words += words;
-        self.changed = true;
+    /// Rows written or removed.
+    fn changed(&self) -> i64 {
+        i64::try_from(self.written.len()).unwrap_or(i64::MAX) - self.rows
     }
 
-    /// The words whose number of rows changed, with the change, sorted by word (so that
-    /// writers update the statistics' rows in one order).
-    fn moved(&self) -> (Vec<&str>, Vec<i32>) {
-        let mut moved: Vec<(&str, i32)> = self
-            .docs
+    /// The words that lost rows, with how many (negative), sorted by word.
+    fn lost(&self) -> (Vec<&str>, Vec<i32>) {
+        let mut lost: Vec<(&str, i32)> = self
+            .lost
             .iter()
             .filter(|(_, n)| **n != 0)
-            .map(|(w, n)| {
-                let n = i32::try_from(*n).unwrap_or(if *n < 0 { i32::MIN } else { i32::MAX });
-                (w.as_str(), n)
-            })
+            .map(|(w, n)| (w.as_str(), i32::try_from(*n).unwrap_or(i32::MIN)))
             .collect();
-        moved.sort_unstable();
-        moved.into_iter().unzip()
+        lost.sort_unstable();
+        lost.into_iter().unzip()
     }
 }
 
-/// Whether recounting a side table of `rows` rows (after the change) is cheaper than
-/// applying a delta of `words` distinct words.
-fn recount_is_cheaper(words: usize, rows: i64) -> bool {
-    words as f64 > RECOUNT_WORDS_PER_ROW * rows.max(0) as f64
+/// Whether recounting is no dearer than applying a delta: when the rows changed are at
+/// least the rows of the side table after the change. Counting the words of a written
+/// row costs about what counting a row in a recount does (both unnest its `tsvector` in
+/// the database), and upserting a word of the delta more than inserting one in a
+/// recount (bench/kb_pg_writes.rs, BENCHMARKS.md).
+fn recount_is_cheaper(changed: i64, rows_after: i64) -> bool {
+    changed >= rows_after.max(0)
 }
 
 /// Ends a transaction's changes of the side table: moves the term statistics by `delta`,
-/// or recounts them where that is cheaper, in the caller's transaction. Does nothing
+/// or recounts them where that is no dearer, in the caller's transaction. Does nothing
 /// when nothing changed, or where the statistics do not exist (a side table from an
 /// older version, searched by counting until `kb migrate` or an import creates them).
 pub async fn apply(
@@ -127,7 +123,11 @@ pub async fn apply(
     if delta.is_empty() {
         return Ok(());
     }
-    let (df, totals) = (df_table(table_name), totals_table(table_name));
+    let (side, df, totals) = (
+        terms_table(table_name),
+        df_table(table_name),
+        totals_table(table_name),
+    );
     let exists: bool = client
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
@@ -139,7 +139,6 @@ pub async fn apply(
     if !exists {
         return Ok(());
     }
-    let (words, docs) = delta.moved();
     // An estimate (no lock yet): taking the totals row's lock and then the table's, for a
     // recount, could deadlock with a writer waiting for the row.
     let rows: Option<i64> = client
@@ -147,46 +146,53 @@ pub async fn apply(
         .await
         .map_err(sql)?
         .map(|r| r.get(0));
-    if rows.is_none_or(|rows| recount_is_cheaper(words.len(), rows + delta.rows)) {
+    let written: Vec<&str> = delta.written.iter().map(String::as_str).collect();
+    let after = |rows: i64| rows + delta.rows + i64::try_from(written.len()).unwrap_or(0);
+    if rows.is_none_or(|rows| recount_is_cheaper(delta.changed(), after(rows))) {
         return recount(client, table_name).await;
     }
     // The totals row first: concurrent writers take turns from here on, each applying
     // its delta to the counts the one before it committed.
     let updated = client
         .execute(
-            &format!("UPDATE {totals} SET docs = docs + $1, words = words + $2"),
-            &[&delta.rows, &delta.words],
+            &format!(
+                "UPDATE {totals} t SET docs = t.docs + $1 + w.n, words = t.words + $2 + w.len \
+                 FROM (SELECT count(*) AS n, coalesce(sum(words), 0) AS len \
+                       FROM {side} WHERE id = ANY($3)) w"
+            ),
+            &[&delta.rows, &delta.words, &written],
         )
         .await
         .map_err(sql)?;
     if updated != 1 {
         return recount(client, table_name).await;
     }
-    if words.is_empty() {
-        return Ok(());
-    }
-    client
-        .execute(
+    // Each word's rows: those the written rows hold, less those lost, in word order.
+    let (lost, lost_by) = delta.lost();
+    let gone = client
+        .query(
             &format!(
-                "INSERT INTO {df} AS d (lexeme, docs) SELECT * FROM unnest($1::text[], $2::int[]) \
-                 ON CONFLICT (lexeme) DO UPDATE SET docs = d.docs + excluded.docs"
+                "WITH moved AS (INSERT INTO {df} AS d (lexeme, docs) \
+                   SELECT lexeme, sum(n)::int FROM ( \
+                     SELECT w AS lexeme, 1 AS n FROM {side}, unnest(tsvector_to_array(terms)) w \
+                       WHERE id = ANY($1) \
+                     UNION ALL SELECT * FROM unnest($2::text[], $3::int[])) c \
+                   GROUP BY lexeme HAVING sum(n) <> 0 ORDER BY lexeme \
+                   ON CONFLICT (lexeme) DO UPDATE SET docs = d.docs + excluded.docs \
+                   RETURNING lexeme, docs) \
+                 SELECT lexeme FROM moved WHERE docs <= 0"
             ),
-            &[&words, &docs],
+            &[&written, &lost, &lost_by],
         )
         .await
         .map_err(sql)?;
-    let lost: Vec<&str> = words
-        .iter()
-        .zip(&docs)
-        .filter(|(_, n)| **n < 0)
-        .map(|(w, _)| *w)
-        .collect();
-    if !lost.is_empty() {
+    if !gone.is_empty() {
         // A word no row holds any more leaves the statistics, as a recount leaves it out.
+        let gone: Vec<String> = gone.iter().map(|r| r.get(0)).collect();
         client
             .execute(
                 &format!("DELETE FROM {df} WHERE lexeme = ANY($1) AND docs <= 0"),
-                &[&lost],
+                &[&gone],
             )
             .await
             .map_err(sql)?;
@@ -229,18 +235,23 @@ mod tests {
     fn a_delta_nets_what_rows_gained_and_lost() {
         let mut delta = TermDelta::default();
         assert!(delta.is_empty());
-        delta.add(["自伤", "孩子"], 5);
-        delta.remove(["孩子", "训练"], 3);
-        delta.remove_counted([("自伤".to_owned(), 2)], 2, 9);
+        delta.wrote("1", None);
+        delta.wrote("2", Some((vec!["孩子".into(), "训练".into()], 3)));
+        // Written twice in one transaction: the first terms were never counted.
+        delta.wrote("2", Some((vec!["自伤".into()], 1)));
+        delta.removed([("孩子".to_owned(), 2)], 2, 9);
         assert!(!delta.is_empty());
-        assert_eq!(delta.moved(), (vec!["自伤", "训练"], vec![-1, -1]));
-        assert_eq!((delta.rows, delta.words), (-2, -7));
+        assert_eq!(delta.lost(), (vec!["孩子", "训练"], vec![-3, -1]));
+        assert_eq!((delta.rows, delta.words, delta.changed()), (-3, -12, 5));
+        assert_eq!(delta.unwrite(&["2".into(), "7".into()]), ["2"]);
+        assert_eq!(delta.written.len(), 1);
     }
 
     #[test]
     fn recounting_wins_only_for_changes_as_large_as_the_table() {
-        assert!(!recount_is_cheaper(200, 20_000));
-        assert!(recount_is_cheaper(30_000, 20_000));
-        assert!(recount_is_cheaper(1, 0));
+        assert!(!recount_is_cheaper(1, 20_000));
+        assert!(!recount_is_cheaper(2_000, 22_000));
+        assert!(recount_is_cheaper(20_000, 20_000));
+        assert!(recount_is_cheaper(20_000, 0));
     }
 }

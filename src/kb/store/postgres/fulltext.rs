@@ -18,7 +18,8 @@
 //! embedded store scores full text. The caller fuses this ranking with the vector ranking
 //! ([`crate::kb::fusion`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -310,31 +311,56 @@ pub async fn backfill(
 }
 
 /// A `tsvector` literal of `words` with positions (PostgreSQL keeps at most 256
-/// positions per word, each at most 16383), and the number of words.
+/// positions per word, each at most 16383), and the number of words. Built in one
+/// string, for an import writes one per row.
 fn tsvector(words: &[String]) -> (String, i32) {
-    let mut positions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, w) in words.iter().enumerate() {
-        let p = positions.entry(w.as_str()).or_default();
-        if p.len() < 256 {
-            p.push((i + 1).min(16383));
-        }
-    }
-    let mut out = String::new();
+    let mut positions: Vec<(&str, usize)> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.as_str(), (i + 1).min(16383)))
+        .collect();
+    positions.sort_unstable();
+    let mut out = String::with_capacity(words.iter().map(|w| w.len() + 6).sum());
+    let (mut word, mut kept) = (None, 0);
     for (w, p) in positions {
-        if !out.is_empty() {
-            out.push(' ');
+        if word == Some(w) {
+            if kept == 256 {
+                continue;
+            }
+            out.push(',');
+        } else {
+            if word.is_some() {
+                out.push(' ');
+            }
+            push_literal(&mut out, w);
+            out.push(':');
+            (word, kept) = (Some(w), 0);
         }
-        out.push_str(&literal(w));
-        out.push(':');
-        let p: Vec<String> = p.iter().map(usize::to_string).collect();
-        out.push_str(&p.join(","));
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{p}");
+        kept += 1;
     }
     (out, i32::try_from(words.len()).unwrap_or(i32::MAX))
 }
 
 /// A quoted lexeme for `tsvector`/`tsquery` input.
 fn literal(word: &str) -> String {
-    format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
+    let mut out = String::with_capacity(word.len() + 2);
+    push_literal(&mut out, word);
+    out
+}
+
+/// Appends `word` quoted for `tsvector`/`tsquery` input to `out`.
+fn push_literal(out: &mut String, word: &str) {
+    out.push('\'');
+    for c in word.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
 }
 
 /// BM25 of one document.
@@ -682,8 +708,21 @@ mod tests {
 
     #[test]
     fn a_tsvector_literal_counts_repeats_and_escapes_quotes() {
-        let words: Vec<String> = ["自伤", "it's", "自伤"].map(String::from).to_vec();
-        assert_eq!(tsvector(&words), ("'it''s':2 '自伤':1,3".to_owned(), 3));
+        let words: Vec<String> = ["自伤", "it's", "自伤", "a\\b"].map(String::from).to_vec();
+        assert_eq!(
+            tsvector(&words),
+            ("'a\\\\b':4 'it''s':2 '自伤':1,3".to_owned(), 4)
+        );
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn a_tsvector_literal_keeps_at_most_256_positions_per_word() {
+        let words: Vec<String> = (0..300).map(|_| "字".to_owned()).collect();
+        let (vector, n) = tsvector(&words);
+        assert_eq!(n, 300);
+        assert_eq!(vector.matches(',').count(), 255);
+        assert!(vector.ends_with(",256"), "{vector}");
     }
 
     fn term(word: &str, synonyms: &[&str], related: &[&str]) -> QueryTerm {

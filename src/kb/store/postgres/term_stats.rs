@@ -23,9 +23,8 @@ use super::fulltext::{df_table, terms_table, totals_table};
 use super::pool::sql;
 use crate::kb::Error;
 
-/// What a transaction changed in the side table, to move the term statistics by. A
-/// transaction removes rows before it writes rows (a row written and then removed in
-/// the same transaction is not counted either way).
+/// What a transaction changed in the side table, to move the term statistics by (a row
+/// written and then removed in the same transaction counts neither way).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TermDelta {
     /// Rows whose terms the transaction wrote, counted from the side table by [`apply`].

@@ -2,6 +2,8 @@
 # kb_bench with --postgres on a throwaway PostgreSQL 15 + pgvector cluster (as tests/support/pg.rs starts
 # one): initdb in a temporary directory, loopback port, the database dropped and the cluster removed at exit.
 #   bench/kb_bench_pg.sh --chunks 100000 --dim 384 --queries 500 --runs 3
+# KB_BENCH_EXAMPLE picks another example with --postgres, e.g. the write benchmark:
+#   KB_BENCH_EXAMPLE=kb_pg_writes bench/kb_bench_pg.sh --chunks 20000 --runs 5
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 [ -x "$BIN/initdb" ] || { echo "PostgreSQL 15 is not installed: run scripts/setup" >&2; exit 1; }

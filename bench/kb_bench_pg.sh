@@ -2,6 +2,8 @@
 # kb_bench with --postgres on a throwaway PostgreSQL 15 + pgvector cluster (as tests/support/pg.rs starts
 # one): initdb in a temporary directory, loopback port, the database dropped and the cluster removed at exit.
 #   bench/kb_bench_pg.sh --chunks 100000 --dim 384 --queries 500 --runs 3
+# KB_BENCH_EXAMPLE picks another example with --postgres, e.g. the write benchmark:
+#   KB_BENCH_EXAMPLE=kb_pg_writes bench/kb_bench_pg.sh --chunks 20000 --runs 5
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 [ -x "$BIN/initdb" ] || { echo "PostgreSQL 15 is not installed: run scripts/setup" >&2; exit 1; }
@@ -20,5 +22,5 @@ as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start \
   -o "-p $PORT -c listen_addresses=127.0.0.1 -k $DIR -c fsync=off -c shared_buffers=512MB -c maintenance_work_mem=512MB" >/dev/null
 as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qc 'CREATE DATABASE kb_bench'
 as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d kb_bench -qc 'CREATE EXTENSION vector'
-cargo run --release --example kb_bench -- "$@" \
+cargo run --release --example "${KB_BENCH_EXAMPLE:-kb_bench}" -- "$@" \
   --postgres "postgres://postgres@127.0.0.1:$PORT/kb_bench?sslmode=disable"

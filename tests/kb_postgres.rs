@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1217,12 +1218,80 @@ async fn term_statistics_match(db: &str, when: &str) -> i64 {
     assert_eq!(got(0), got(1), "{when}: words counted vs words held");
     assert_eq!(got(2), got(3), "{when}: rows");
     assert_eq!(got(4), got(5), "{when}: total length in words");
+    // And word for word what a fresh recount (`ts_stat`) gives.
+    let differ: i64 = client
+        .query_one(
+            "with recount as (select word as lexeme, ndoc as docs \
+               from ts_stat('select terms from documents_ragstream_terms')) \
+             select count(*) from ((select lexeme, docs from documents_ragstream_df \
+               except all select lexeme, docs from recount) \
+             union all (select lexeme, docs from recount \
+               except all select lexeme, docs from documents_ragstream_df)) d",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        differ, 0,
+        "{when}: words whose count differs from a recount"
+    );
     got(0)
 }
 
+/// Each word of the term statistics and the transaction that last wrote its row (a
+/// recount rewrites every row; a change moved by its delta only the rows of its words).
+async fn df_versions(db: &str) -> HashMap<String, String> {
+    pg::client(db)
+        .await
+        .query("select lexeme, xmin::text from documents_ragstream_df", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The words of ragstream's document `id` in the terms table.
+async fn document_words(db: &str, id: &str) -> HashSet<String> {
+    let rows = pg::client(db)
+        .await
+        .query(
+            "select tsvector_to_array(f.terms) from documents_ragstream_terms f \
+             join documents d on f.id = d.id::text where d.metadata->'ragstream'->>'id' = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "document {id} has one row of terms");
+    rows[0].get::<_, Vec<String>>(0).into_iter().collect()
+}
+
+/// The words whose statistics row was written or removed between `before` and `after`.
+fn rewritten(before: &HashMap<String, String>, after: &HashMap<String, String>) -> HashSet<String> {
+    let mut words: HashSet<String> = before
+        .iter()
+        .filter(|(w, v)| after.get(*w) != Some(*v))
+        .map(|(w, _)| w.clone())
+        .collect();
+    words.extend(after.keys().filter(|w| !before.contains_key(*w)).cloned());
+    words
+}
+
+/// LangChain rows that all say the same (蜻蜓飞过池塘), so that the terms table is far
+/// larger than the changes the tests make: the statistics then follow a change by its
+/// delta instead of a recount.
+const FILLER: &str = "insert into documents (content, metadata) \
+     select '蜻蜓飞过池塘', '{\"source\": \"filler\"}' from generate_series(1, 2000)";
+
+/// [`FILLER`] for LangChain Python's table (`id uuid` without default).
+const FILLER_UUID: &str = "insert into documents (id, content, metadata) \
+     select gen_random_uuid(), '蜻蜓飞过池塘', '{\"source\": \"filler\"}' \
+     from generate_series(1, 2000)";
+
 // Issue 12 item 8: searches read each word's number of rows and the mean length from
 // ragstream's term statistics instead of counting them on every search; every change of
-// the terms (import, delete, kb migrate's segmenting and pruning) recounts them, and a
+// the terms (import, delete, kb migrate's segmenting and pruning) keeps them exact, and a
 // terms table from before them still searches and gets them from kb migrate.
 #[tokio::test]
 async fn term_statistics_follow_every_change_of_the_terms() {
@@ -1337,4 +1406,143 @@ async fn the_hnsw_index_answers_vector_searches_before_the_table_is_analyzed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(scans > 0, "the vector search did not scan the HNSW index");
+}
+
+// Issue 12 (docs/postgres.md "Chinese full text"): a small change moves the term
+// statistics by what it changed, not by a recount of the whole terms table: after a
+// re-import that replaces a document's text and after its delete, only the statistics
+// rows of the document's old and new words were written, the words no row holds any more
+// are gone, and the counts equal a fresh recount.
+#[tokio::test]
+async fn term_statistics_move_by_what_a_change_changed() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let setup = format!("{}; {FILLER}", pg::langchain_js_sql(DIM));
+    let (cfg, db) = pg_config(&server, dir.path(), &setup).await;
+    assert!(migrate(&cfg).await.contains("segmented 2000 rows"));
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    let butterflies = "{\"id\":\"changing\",\"question\":\"蝴蝶标本怎么保存\",\
+                       \"answer\":\"蝴蝶标本放进密封盒，加防潮剂\"}\n";
+    let changing = write(dir.path(), "changing.jsonl", butterflies);
+    import(&store, &[sample(), changing.clone()]).await.unwrap();
+    term_statistics_match(&db, "after the import").await;
+    let old_words = document_words(&db, "changing").await;
+    assert!(old_words.contains("蝴蝶"), "{old_words:?}");
+
+    let before = df_versions(&db).await;
+    assert!(
+        before.contains_key("蜻蜓"),
+        "the filler's words are counted"
+    );
+    let dolphins = "{\"id\":\"changing\",\"question\":\"海豚怎么睡觉\",\
+                    \"answer\":\"海豚轮流让半边大脑休息\"}\n";
+    write(dir.path(), "changing.jsonl", dolphins);
+    let report = import(&store, &[changing]).await.unwrap();
+    assert_eq!(report.updated, 1, "{report:?}");
+    term_statistics_match(&db, "after the text changed").await;
+    let new_words = document_words(&db, "changing").await;
+    let after = df_versions(&db).await;
+    assert!(
+        !after.contains_key("蝴蝶"),
+        "a word no row holds leaves the statistics"
+    );
+    assert!(after.contains_key("海豚"));
+    let touched = rewritten(&before, &after);
+    let words: HashSet<String> = old_words.union(&new_words).cloned().collect();
+    assert!(!touched.is_empty());
+    let beyond: Vec<&String> = touched.difference(&words).collect();
+    assert!(
+        beyond.is_empty(),
+        "{} rows rewritten beyond the document's words, e.g. {:?}",
+        beyond.len(),
+        &beyond[..beyond.len().min(5)]
+    );
+
+    store
+        .delete(Selection::Ids(vec!["changing".into()]))
+        .await
+        .unwrap();
+    term_statistics_match(&db, "after kb delete").await;
+    let deleted = df_versions(&db).await;
+    assert!(!deleted.contains_key("海豚"));
+    let touched = rewritten(&after, &deleted);
+    assert!(touched.is_subset(&new_words), "{touched:?}");
+    assert_eq!(deleted.get("蜻蜓"), before.get("蜻蜓"), "no recount");
+}
+
+// docs/postgres.md: writers that move the statistics at once take turns on them, so an
+// import, a re-import of a changed document and a delete running together leave counts
+// equal to a recount (and none of them recounted).
+#[tokio::test]
+async fn term_statistics_stay_exact_when_writers_move_them_at_once() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let setup = format!("{}; {FILLER}", pg::langchain_js_sql(DIM));
+    let (cfg, db) = pg_config(&server, dir.path(), &setup).await;
+    migrate(&cfg).await;
+    let stores = [
+        ragstream::kb::connect(&cfg).await.unwrap(),
+        ragstream::kb::connect(&cfg).await.unwrap(),
+        ragstream::kb::connect(&cfg).await.unwrap(),
+    ];
+    let first =
+        "{\"id\":\"changing\",\"question\":\"蝴蝶标本怎么保存\",\"answer\":\"放进密封盒\"}\n";
+    let changing = write(dir.path(), "changing.jsonl", first);
+    import(&stores[0], &[sample(), changing.clone()])
+        .await
+        .unwrap();
+    let before = df_versions(&db).await;
+    let other = write(
+        dir.path(),
+        "other.jsonl",
+        "{\"id\":\"other-1\",\"question\":\"感统训练多久一次\",\"answer\":\"每周两到三次\"}\n\
+         {\"id\":\"other-2\",\"question\":\"孩子挑食怎么办\",\"answer\":\"少量多次尝试新食物\"}\n",
+    );
+    write(
+        dir.path(),
+        "changing.jsonl",
+        "{\"id\":\"changing\",\"question\":\"孩子怎么保存蝴蝶标本\",\"answer\":\"放进密封盒，加防潮剂\"}\n",
+    );
+    let (a, b, c) = tokio::join!(
+        import(&stores[0], std::slice::from_ref(&other)),
+        import(&stores[1], std::slice::from_ref(&changing)),
+        stores[2].delete(Selection::Ids(vec!["self-injury".into()])),
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    term_statistics_match(&db, "after three writers at once").await;
+    assert_eq!(
+        df_versions(&db).await.get("蜻蜓"),
+        before.get("蜻蜓"),
+        "no recount"
+    );
+}
+
+// A row's terms can be rewritten: LangChain deletes a row ragstream imported into its
+// Python table (`id uuid`, ragstream's UUIDv5), its terms stay behind (counted), and a
+// re-import writes the same id again: the terms it replaces leave the statistics.
+#[tokio::test]
+async fn term_statistics_stay_exact_when_left_over_terms_are_rewritten() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let setup = format!("{}; {FILLER_UUID}", pg::langchain_python_sql(DIM));
+    let (cfg, db) = pg_config(&server, dir.path(), &setup).await;
+    migrate(&cfg).await;
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    pg::client(&db)
+        .await
+        .batch_execute("delete from documents where metadata->'ragstream'->>'id' = 'self-injury'")
+        .await
+        .unwrap();
+    let before = df_versions(&db).await;
+    let report = import(&store, &[sample()]).await.unwrap();
+    assert_eq!(report.added, 1, "{report:?}");
+    term_statistics_match(&db, "after the left-over terms were rewritten").await;
+    assert_eq!(
+        df_versions(&db).await.get("蜻蜓"),
+        before.get("蜻蜓"),
+        "no recount"
+    );
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::PgStore;
 use super::pool::sql;
 use super::rows::{self, KEY};
+use super::term_stats::TermDelta;
 use crate::kb::{Error, Listed, Selection, Stats};
 
 impl PgStore {
@@ -188,10 +189,10 @@ impl PgStore {
             Selection::All => tx.query(&format!("{own} {returning}"), &[]).await,
         };
         let deleted: Vec<String> = deleted.map_err(sql)?.iter().map(|r| r.get(0)).collect();
-        super::fulltext::forget(&tx, &self.inner.config.postgres.table, &deleted).await?;
-        if !deleted.is_empty() {
-            super::fulltext::refresh(&tx, &self.inner.config.postgres.table).await?;
-        }
+        let table = &self.inner.config.postgres.table;
+        let mut terms = TermDelta::default();
+        super::fulltext::forget(&tx, table, &deleted, &mut terms).await?;
+        super::term_stats::apply(&tx, table, &terms).await?;
         tx.commit().await.map_err(sql)?;
         Ok(deleted.len())
     }

@@ -5,8 +5,10 @@
 //! LangChain's columns are never touched. `kb import` fills it for ragstream's rows,
 //! `kb migrate` for every row that has none (rows written by other tools). Beside it,
 //! the term statistics: `<table>_ragstream_df` (each word's number of rows) and
-//! `<table>_ragstream_totals` (rows, total words), recounted by every transaction that
-//! changes the side table ([`refresh`]), so a search reads them instead of counting.
+//! `<table>_ragstream_totals` (rows, total words), which every transaction that changes
+//! the side table moves by what it changed ([`super::term_stats`]: [`write`], [`forget`],
+//! [`prune`] and [`backfill`] gather a [`TermDelta`]), so a search reads them instead of
+//! counting.
 //!
 //! Search ([`PgStore::text_ranking`]): candidates read tier by tier, up to
 //! [`MAX_CANDIDATES`] rows: the rows holding every query word (or a synonym), then those
@@ -16,7 +18,8 @@
 //! embedded store scores full text. The caller fuses this ranking with the vector ranking
 //! ([`crate::kb::fusion`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 
 use deadpool_postgres::GenericClient;
 use pgvector::Vector;
@@ -24,6 +27,7 @@ use serde_json::Value;
 
 use super::config::quoted;
 use super::pool::{cached, sql};
+use super::term_stats::{self, TermDelta};
 use super::{PgStore, rows};
 use crate::kb::segment::{QueryTerm, Segmenter};
 use crate::kb::{Error, score};
@@ -108,7 +112,7 @@ pub async fn ensure(client: &impl GenericClient, table_name: &str) -> Result<Ens
             ))
             .await
             .map_err(sql)?;
-        refresh(client, table_name).await?;
+        term_stats::recount(client, table_name).await?;
     }
     Ok(Ensured {
         terms: !has_terms,
@@ -133,61 +137,71 @@ async fn existing(client: &impl GenericClient, table_name: &str) -> Result<(bool
     Ok((row.get(0), row.get(1)))
 }
 
-/// Recounts the term statistics (each word's documents, the rows and their length)
-/// from the side table, in the caller's transaction: every transaction that changes
-/// the side table ends with this, so searches read exact counts. Concurrent writers
-/// take turns (the last to commit counted everything committed before it); searches
-/// are not blocked and see the old counts until the commit.
-pub async fn refresh(client: &impl GenericClient, table_name: &str) -> Result<(), Error> {
-    let terms = terms_table(table_name);
-    let df = df_table(table_name);
-    let totals = totals_table(table_name);
-    client
-        .batch_execute(&format!(
-            "LOCK TABLE {totals} IN SHARE ROW EXCLUSIVE MODE; \
-             DELETE FROM {totals}; DELETE FROM {df}; \
-             INSERT INTO {totals} (docs, words) SELECT count(*), coalesce(sum(words), 0) FROM {terms}"
-        ))
-        .await
-        .map_err(sql)?;
-    client
-        .execute(
-            &format!("INSERT INTO {df} (lexeme, docs) SELECT word, ndoc FROM ts_stat($1)"),
-            &[&format!("SELECT terms FROM {terms}")],
-        )
-        .await
-        .map_err(sql)?;
-    Ok(())
-}
+/// Tries to store the terms of row `id` a few times: each retry needs a concurrent
+/// change of that very row, which the next attempt sees.
+const WRITE_ATTEMPTS: usize = 5;
 
-/// Stores (or replaces) the segmented terms of row `id`.
+/// Stores (or replaces) the segmented terms of row `id`, and adds the change to `delta`
+/// (the terms it replaced, read under a row lock, are taken out).
 pub async fn write(
     client: &impl GenericClient,
     table_name: &str,
     segmenter: &Segmenter,
     id: &str,
     content: &str,
+    delta: &mut TermDelta,
 ) -> Result<(), Error> {
     let (vector, words) = tsvector(&segmenter.words(content));
-    // Prepared once per connection: an import writes a row at a time.
-    cached(
-        client,
-        &format!(
-            "INSERT INTO {} (id, terms, words) VALUES ($1, $2::text::tsvector, $3) \
-             ON CONFLICT (id) DO UPDATE SET terms = EXCLUDED.terms, words = EXCLUDED.words",
-            terms_table(table_name)
-        ),
-        &[&id, &vector, &words],
-    )
-    .await?;
-    Ok(())
+    let side = terms_table(table_name);
+    for _ in 0..WRITE_ATTEMPTS {
+        // Prepared once per connection: an import writes a row at a time, and a new row
+        // (the usual case) takes this one statement.
+        let inserted = cached(
+            client,
+            &format!(
+                "INSERT INTO {side} (id, terms, words) VALUES ($1, $2::text::tsvector, $3) \
+                 ON CONFLICT (id) DO NOTHING RETURNING true"
+            ),
+            &[&id, &vector, &words],
+        )
+        .await?;
+        if !inserted.is_empty() {
+            delta.wrote(id, None);
+            return Ok(());
+        }
+        // The row has terms (a row re-segmented, or terms left by a row another tool
+        // deleted): the old ones leave the statistics, read under the row's lock.
+        let old = cached(
+            client,
+            &format!("SELECT tsvector_to_array(terms), words FROM {side} WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )
+        .await?;
+        let Some(old) = old.first() else {
+            continue; // deleted meanwhile: insert again
+        };
+        cached(
+            client,
+            &format!("UPDATE {side} SET terms = $2::text::tsvector, words = $3 WHERE id = $1"),
+            &[&id, &vector, &words],
+        )
+        .await?;
+        let replaced = (old.get(0), i64::from(old.get::<_, i32>(1)));
+        delta.wrote(id, Some(replaced));
+        return Ok(());
+    }
+    Err(Error::store(format!(
+        "the full-text terms of row {id} kept changing under concurrent writers; retry"
+    )))
 }
 
-/// Removes the terms of the rows `ids` (as text), deleted in the same transaction.
+/// Removes the terms of the rows `ids` (as text), deleted in the same transaction, and
+/// takes them out of `delta`.
 pub async fn forget(
     client: &impl GenericClient,
     table_name: &str,
     ids: &[String],
+    delta: &mut TermDelta,
 ) -> Result<(), Error> {
     if ids.is_empty() {
         return Ok(());
@@ -199,36 +213,84 @@ pub async fn forget(
         .map_err(sql)?
         .get(0);
     if exists {
-        client
-            .execute(&format!("DELETE FROM {side} WHERE id = ANY($1)"), &[&ids])
+        // Rows this transaction wrote were not counted yet: they go uncounted.
+        let uncounted = delta.unwrite(ids);
+        if !uncounted.is_empty() {
+            client
+                .execute(
+                    &format!("DELETE FROM {side} WHERE id = ANY($1)"),
+                    &[&uncounted],
+                )
+                .await
+                .map_err(sql)?;
+        }
+        let gone = client
+            .query(
+                &removed(&format!("DELETE FROM {side} WHERE id = ANY($1)")),
+                &[&ids],
+            )
             .await
             .map_err(sql)?;
+        count_removed(&gone, delta);
     }
     Ok(())
 }
 
 /// Removes the terms of rows that no longer exist (deleted by another tool, e.g.
-/// LangChain); returns how many. Searches already ignore them.
-pub async fn prune(client: &impl GenericClient, table_name: &str) -> Result<u64, Error> {
-    client
-        .execute(
-            &format!(
+/// LangChain), takes them out of `delta`, and returns how many. Searches already ignore
+/// them.
+pub async fn prune(
+    client: &impl GenericClient,
+    table_name: &str,
+    delta: &mut TermDelta,
+) -> Result<u64, Error> {
+    let gone = client
+        .query(
+            &removed(&format!(
                 "DELETE FROM {} f WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.id::text = f.id)",
                 terms_table(table_name),
                 quoted(table_name)
-            ),
+            )),
             &[],
         )
         .await
-        .map_err(sql)
+        .map_err(sql)?;
+    Ok(count_removed(&gone, delta))
 }
 
-/// Segments every row of `table_name` (`kb.postgres.table`) that has no terms yet;
-/// returns how many.
+/// `delete` (a `DELETE` from the side table) returning what it removed, counted: a row
+/// with no word (`NULL`, the number of rows, their words), then each word with its
+/// number of rows.
+fn removed(delete: &str) -> String {
+    format!(
+        "WITH gone AS ({delete} RETURNING terms, words) \
+         SELECT NULL::text, count(*), coalesce(sum(words), 0)::bigint FROM gone \
+         UNION ALL \
+         SELECT w, count(*), 0 FROM gone, unnest(tsvector_to_array(terms)) w GROUP BY w"
+    )
+}
+
+/// Takes the rows [`removed`] counted out of `delta`; returns how many rows.
+fn count_removed(counted: &[tokio_postgres::Row], delta: &mut TermDelta) -> u64 {
+    let (mut rows, mut words) = (0, 0);
+    let mut per_word = Vec::with_capacity(counted.len());
+    for r in counted {
+        match r.get::<_, Option<String>>(0) {
+            Some(word) => per_word.push((word, r.get::<_, i64>(1))),
+            None => (rows, words) = (r.get::<_, i64>(1), r.get::<_, i64>(2)),
+        }
+    }
+    delta.removed(per_word, rows, words);
+    u64::try_from(rows).unwrap_or(0)
+}
+
+/// Segments every row of `table_name` (`kb.postgres.table`) that has no terms yet, adds
+/// them to `delta`, and returns how many.
 pub async fn backfill(
     client: &impl GenericClient,
     table_name: &str,
     segmenter: &Segmenter,
+    delta: &mut TermDelta,
 ) -> Result<usize, Error> {
     let missing = client
         .query(
@@ -244,37 +306,62 @@ pub async fn backfill(
         .map_err(sql)?;
     for row in &missing {
         let (id, content): (String, String) = (row.get(0), row.get(1));
-        write(client, table_name, segmenter, &id, &content).await?;
+        write(client, table_name, segmenter, &id, &content, delta).await?;
     }
     Ok(missing.len())
 }
 
 /// A `tsvector` literal of `words` with positions (PostgreSQL keeps at most 256
-/// positions per word, each at most 16383), and the number of words.
+/// positions per word, each at most 16383), and the number of words. Built in one
+/// string, for an import writes one per row.
 fn tsvector(words: &[String]) -> (String, i32) {
-    let mut positions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, w) in words.iter().enumerate() {
-        let p = positions.entry(w.as_str()).or_default();
-        if p.len() < 256 {
-            p.push((i + 1).min(16383));
-        }
-    }
-    let mut out = String::new();
+    let mut positions: Vec<(&str, usize)> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.as_str(), (i + 1).min(16383)))
+        .collect();
+    positions.sort_unstable();
+    let mut out = String::with_capacity(words.iter().map(|w| w.len() + 6).sum());
+    let (mut word, mut kept) = (None, 0);
     for (w, p) in positions {
-        if !out.is_empty() {
-            out.push(' ');
+        if word == Some(w) {
+            if kept == 256 {
+                continue;
+            }
+            out.push(',');
+        } else {
+            if word.is_some() {
+                out.push(' ');
+            }
+            push_literal(&mut out, w);
+            out.push(':');
+            (word, kept) = (Some(w), 0);
         }
-        out.push_str(&literal(w));
-        out.push(':');
-        let p: Vec<String> = p.iter().map(usize::to_string).collect();
-        out.push_str(&p.join(","));
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{p}");
+        kept += 1;
     }
     (out, i32::try_from(words.len()).unwrap_or(i32::MAX))
 }
 
 /// A quoted lexeme for `tsvector`/`tsquery` input.
 fn literal(word: &str) -> String {
-    format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
+    let mut out = String::with_capacity(word.len() + 2);
+    push_literal(&mut out, word);
+    out
+}
+
+/// Appends `word` quoted for `tsvector`/`tsquery` input to `out`.
+fn push_literal(out: &mut String, word: &str) {
+    out.push('\'');
+    for c in word.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
 }
 
 /// BM25 of one document.
@@ -627,8 +714,21 @@ mod tests {
 
     #[test]
     fn a_tsvector_literal_counts_repeats_and_escapes_quotes() {
-        let words: Vec<String> = ["自伤", "it's", "自伤"].map(String::from).to_vec();
-        assert_eq!(tsvector(&words), ("'it''s':2 '自伤':1,3".to_owned(), 3));
+        let words: Vec<String> = ["自伤", "it's", "自伤", "a\\b"].map(String::from).to_vec();
+        assert_eq!(
+            tsvector(&words),
+            ("'a\\\\b':4 'it''s':2 '自伤':1,3".to_owned(), 4)
+        );
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn a_tsvector_literal_keeps_at_most_256_positions_per_word() {
+        let words: Vec<String> = (0..300).map(|_| "字".to_owned()).collect();
+        let (vector, n) = tsvector(&words);
+        assert_eq!(n, 300);
+        assert_eq!(vector.matches(',').count(), 255);
+        assert!(vector.ends_with(",256"), "{vector}");
     }
 
     fn term(word: &str, synonyms: &[&str], related: &[&str]) -> QueryTerm {

@@ -16,6 +16,7 @@ use super::config::quoted;
 use super::pool::sql;
 use super::rows::{self, KEY};
 use super::schema::IdColumn;
+use super::term_stats::TermDelta;
 use crate::kb::document::Document;
 use crate::kb::import::{Options, Parsed, Progress, Report, embed_documents, read_documents};
 use crate::kb::{Error, ImportError};
@@ -134,6 +135,8 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql)?;
         super::fulltext::ensure(&tx, &self.inner.config.postgres.table).await?;
+        // What this transaction changes in the full-text terms, for their statistics.
+        let mut terms = TermDelta::default();
         // Deleted rows take their full-text terms with them, in this transaction.
         let mut gone: Vec<String> = Vec::new();
         if !replaced.is_empty() {
@@ -164,7 +167,7 @@ impl PgStore {
             report.removed = rows.len();
             gone.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         }
-        super::fulltext::forget(&tx, &self.inner.config.postgres.table, &gone).await?;
+        super::fulltext::forget(&tx, &self.inner.config.postgres.table, &gone, &mut terms).await?;
         let (id_column, values) = match self.inner.schema.id {
             IdColumn::Default => ("", "$1, $2, $3"),
             IdColumn::Uuid => ("id, ", "$1::text::uuid, $2, $3, $4"),
@@ -208,6 +211,7 @@ impl PgStore {
                     &self.inner.segmenter,
                     &id,
                     &content,
+                    &mut terms,
                 )
                 .await?;
             } else {
@@ -219,9 +223,7 @@ impl PgStore {
         if cancel.is_cancelled() {
             return Err(Error::Import(ImportError::Cancelled));
         }
-        if report.added > 0 || !gone.is_empty() {
-            super::fulltext::refresh(&tx, &self.inner.config.postgres.table).await?;
-        }
+        super::term_stats::apply(&tx, &self.inner.config.postgres.table, &terms).await?;
         tx.commit().await.map_err(sql)?;
         progress.set(insert.len() as u64);
         Ok(report)

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::config::quoted;
 use super::pool::{self, sql};
 use super::rows::KEY;
+use super::term_stats::TermDelta;
 use crate::kb::Error;
 use crate::kb::config::KbConfig;
 use crate::kb::embed::Embeddings;
@@ -177,11 +178,10 @@ pub async fn migrate(cfg: &KbConfig) -> Result<Migrated, Error> {
     done.terms_table = ensured.terms;
     done.term_stats = ensured.stats;
     let segmenter = crate::kb::segment::Segmenter::new(cfg.user_dictionary.as_deref())?;
-    done.pruned = super::fulltext::prune(&tx, &pg.table).await?;
-    done.segmented = super::fulltext::backfill(&tx, &pg.table, &segmenter).await?;
-    if done.pruned > 0 || done.segmented > 0 {
-        super::fulltext::refresh(&tx, &pg.table).await?;
-    }
+    let mut terms = TermDelta::default();
+    done.pruned = super::fulltext::prune(&tx, &pg.table, &mut terms).await?;
+    done.segmented = super::fulltext::backfill(&tx, &pg.table, &segmenter, &mut terms).await?;
+    super::term_stats::apply(&tx, &pg.table, &terms).await?;
     if done.hnsw_index || done.segmented > 0 {
         // Statistics for the planner at once, rather than at autovacuum's next round:
         // without them it guesses `metadata @> '{}'` keeps 1% of the rows and scans

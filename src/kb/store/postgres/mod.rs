@@ -10,6 +10,7 @@
 //! import.rs   kb import: LangChain-readable rows in one transaction
 //! admin.rs    count, list, stats, delete (ragstream's own rows only)
 //! fulltext.rs Chinese full text: jieba terms in a side table, scored as kb::score says
+//! term_stats.rs  the side table's term statistics, moved by each change's delta
 //! migrate.rs  kb migrate: extension, table, HNSW index, hash index, only what is missing
 //! ```
 //!
@@ -26,6 +27,7 @@ pub mod pool;
 pub mod rows;
 pub mod schema;
 mod search;
+pub mod term_stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -93,7 +93,7 @@ impl PgStore {
             )
             .await
             .map_err(sql)?;
-        let side = super::fulltext::terms_table(&self.inner.config.postgres.table);
+        let side = super::terms::terms_table(&self.inner.config.postgres.table);
         let has_terms: bool = client
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&side])
             .await
@@ -191,7 +191,7 @@ impl PgStore {
         let deleted: Vec<String> = deleted.map_err(sql)?.iter().map(|r| r.get(0)).collect();
         let table = &self.inner.config.postgres.table;
         let mut terms = TermDelta::default();
-        super::fulltext::forget(&tx, table, &deleted, &mut terms).await?;
+        super::terms::forget(&tx, table, &deleted, &mut terms).await?;
         super::term_stats::apply(&tx, table, &terms).await?;
         tx.commit().await.map_err(sql)?;
         Ok(deleted.len())

@@ -134,7 +134,7 @@ impl PgStore {
         progress.start("store", insert.len() as u64);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql)?;
-        super::fulltext::ensure(&tx, &self.inner.config.postgres.table).await?;
+        super::terms::ensure(&tx, &self.inner.config.postgres.table).await?;
         // What this transaction changes in the full-text terms, for their statistics.
         let mut terms = TermDelta::default();
         // Deleted rows take their full-text terms with them, in this transaction.
@@ -167,7 +167,7 @@ impl PgStore {
             report.removed = rows.len();
             gone.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         }
-        super::fulltext::forget(&tx, &self.inner.config.postgres.table, &gone, &mut terms).await?;
+        super::terms::forget(&tx, &self.inner.config.postgres.table, &gone, &mut terms).await?;
         let (id_column, values) = match self.inner.schema.id {
             IdColumn::Default => ("", "$1, $2, $3"),
             IdColumn::Uuid => ("id, ", "$1::text::uuid, $2, $3, $4"),
@@ -205,7 +205,7 @@ impl PgStore {
             let written = written.map_err(|err| at(doc, sql(err)))?;
             if let Some(row) = written {
                 let id: String = row.get(0);
-                super::fulltext::write(
+                super::terms::write(
                     &tx,
                     &self.inner.config.postgres.table,
                     &self.inner.segmenter,

@@ -2,7 +2,7 @@
 //! the `vector` extension, LangChain's table (JS layout: `id bigserial`), an HNSW index
 //! on `embedding` (cosine), ragstream's unique index on its content hash, and its
 //! full-text side table, filled for every row that has no terms yet, and its term
-//! statistics (see `fulltext`). It never
+//! statistics (see `terms`). It never
 //! drops, alters or rewrites what is there; running it again changes nothing.
 
 use serde::Serialize;
@@ -174,13 +174,13 @@ pub async fn migrate(cfg: &KbConfig) -> Result<Migrated, Error> {
             done.function = true;
         }
     }
-    let ensured = super::fulltext::ensure(&tx, &pg.table).await?;
+    let ensured = super::terms::ensure(&tx, &pg.table).await?;
     done.terms_table = ensured.terms;
     done.term_stats = ensured.stats;
     let segmenter = crate::kb::segment::Segmenter::new(cfg.user_dictionary.as_deref())?;
     let mut terms = TermDelta::default();
-    done.pruned = super::fulltext::prune(&tx, &pg.table, &mut terms).await?;
-    done.segmented = super::fulltext::backfill(&tx, &pg.table, &segmenter, &mut terms).await?;
+    done.pruned = super::terms::prune(&tx, &pg.table, &mut terms).await?;
+    done.segmented = super::terms::backfill(&tx, &pg.table, &segmenter, &mut terms).await?;
     super::term_stats::apply(&tx, &pg.table, &terms).await?;
     if done.hnsw_index || done.segmented > 0 {
         // Statistics for the planner at once, rather than at autovacuum's next round:
@@ -188,7 +188,7 @@ pub async fn migrate(cfg: &KbConfig) -> Result<Migrated, Error> {
         // every vector instead of the HNSW index (LangChain's `match_documents`).
         tx.batch_execute(&format!(
             "ANALYZE {table}; ANALYZE {}",
-            super::fulltext::terms_table(&pg.table)
+            super::terms::terms_table(&pg.table)
         ))
         .await
         .map_err(sql)?;

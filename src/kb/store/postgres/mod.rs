@@ -9,8 +9,9 @@
 //! search.rs   full text and vector rankings on two connections at once, fused (kb::fusion)
 //! import.rs   kb import: LangChain-readable rows in one transaction
 //! admin.rs    count, list, stats, delete (ragstream's own rows only)
-//! fulltext.rs Chinese full text: jieba terms in a side table, scored as kb::score says
+//! terms.rs    ragstream's jieba terms of each row, in a side table beside LangChain's
 //! term_stats.rs  the side table's term statistics, moved by each change's delta
+//! fulltext.rs Chinese full-text ranking over those terms, scored as kb::score says
 //! migrate.rs  kb migrate: extension, table, HNSW index, hash index, only what is missing
 //! ```
 //!
@@ -28,6 +29,7 @@ pub mod rows;
 pub mod schema;
 mod search;
 pub mod term_stats;
+pub mod terms;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! One search: the full-text ranking of the side table ([`super::fulltext`]) and, when
+//! One search: the full-text ranking of the side table ([`super::fulltext`] over [`super::terms`]) and, when
 //! the query has a vector, the vector ranking through the configured function with the
 //! named arguments it has (LangChain's `match_documents`) or on the table with
 //! `ORDER BY embedding <=> $1`, fused by [`crate::kb::fusion`] with the scores of
@@ -22,8 +22,8 @@ use pgvector::Vector;
 use serde_json::Value;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::fulltext::{df_table, terms_table, totals_table};
 use super::pool::{self, cached, sql};
+use super::terms::{df_table, terms_table, totals_table};
 use super::{PgStore, rows};
 use crate::kb::fusion::{Candidate, fuse, select};
 use crate::kb::{DetailedHit, Error, SearchParams};

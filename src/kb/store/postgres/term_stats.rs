@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 
-use super::fulltext::{df_table, terms_table, totals_table};
 use super::pool::sql;
+use super::terms::{df_table, terms_table, totals_table};
 use crate::kb::Error;
 
 /// What a transaction changed in the side table, to move the term statistics by (a row

@@ -619,6 +619,14 @@ async fn kb_migrate_creates_what_is_missing_and_then_nothing() {
         "{said}"
     );
     assert!(said.contains("created HNSW index"), "{said}");
+    assert!(
+        said.contains("created ragstream's hash index on documents"),
+        "{said}"
+    );
+    assert!(
+        said.contains("created ragstream's document id index on documents"),
+        "{said}"
+    );
     assert!(said.contains("created function match_documents"), "{said}");
     let store = ragstream::kb::connect(&cfg).await.unwrap();
     import(&store, &[sample()]).await.unwrap();
@@ -659,6 +667,10 @@ async fn kb_migrate_on_a_langchain_table_only_adds_indexes() {
         !said.contains("created table") && said.contains("created HNSW index"),
         "{said}"
     );
+    assert!(
+        said.contains("created ragstream's document id index on documents"),
+        "{said}"
+    );
     let after: Vec<String> = pg::client(&db)
         .await
         .query("select (d.*)::text from documents d order by id", &[])
@@ -679,6 +691,87 @@ async fn kb_migrate_on_the_embedded_store_says_there_is_nothing_to_migrate() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = support::kb::config(dir.path());
     assert!(migrate(&cfg).await.contains("needs no migration"));
+}
+
+/// The index names in the plan `EXPLAIN (FORMAT JSON)` gives for `statement` with `$1` = `ids`.
+async fn plan_indexes(
+    client: &tokio_postgres::Client,
+    statement: &str,
+    ids: &[&str],
+) -> Vec<String> {
+    let plan: serde_json::Value = client
+        .query_one(&format!("EXPLAIN (FORMAT JSON) {statement}"), &[&ids])
+        .await
+        .unwrap()
+        .get(0);
+    fn walk(node: &serde_json::Value, names: &mut Vec<String>) {
+        if let Some(name) = node.get("Index Name").and_then(|n| n.as_str()) {
+            names.push(name.to_owned());
+        }
+        for child in node
+            .get("Plans")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            walk(child, names);
+        }
+    }
+    let mut names = Vec::new();
+    walk(&plan[0]["Plan"], &mut names);
+    names
+}
+
+// Issue 12: re-imports and `kb delete` find a document's rows by ragstream's document id
+// through an index, not by reading every ragstream row.
+#[tokio::test]
+async fn lookups_by_document_id_use_the_id_index_that_import_creates() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    import(&store, &[sample()]).await.unwrap();
+    let client = pg::client(&db).await;
+    let indexes: Vec<String> = client
+        .query(
+            "select indexdef from pg_indexes where indexname = 'documents_ragstream_id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes.len(), 1, "import creates the id index");
+    assert!(
+        !indexes[0].contains("UNIQUE") && indexes[0].contains("WHERE (metadata ? 'ragstream'"),
+        "{}",
+        indexes[0]
+    );
+    // A table large enough, and analyzed, for the planner to choose by cost: 5,000 more
+    // ragstream rows (without vectors or terms; only the lookup is planned here).
+    client
+        .batch_execute(
+            "insert into documents (content, metadata) select 'row ' || n, \
+             jsonb_build_object('ragstream', jsonb_build_object('id', 'generated-' || n, \
+             'hash', 'generated-' || n)) from generate_series(1, 5000) n; analyze documents",
+        )
+        .await
+        .unwrap();
+    let lookup = postgres::rows::with_ids("$1");
+    for statement in [
+        format!("SELECT metadata->'ragstream'->>'id' FROM documents WHERE {lookup}"),
+        format!("DELETE FROM documents WHERE {lookup} RETURNING id::text"),
+    ] {
+        let used = plan_indexes(&client, &statement, &["self-injury"]).await;
+        assert_eq!(used, ["documents_ragstream_id"], "{statement}");
+    }
+    // And the store's own lookups find the document through it.
+    let deleted = store
+        .delete(Selection::Ids(vec!["self-injury".into()]))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
 }
 
 /// The ```sql blocks of a document, with the vector size set to `DIM`.

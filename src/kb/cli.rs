@@ -96,7 +96,7 @@ pub enum KbCommand {
         json: bool,
     },
     /// Create what the PostgreSQL store needs and is missing: the pgvector extension, the
-    /// table (LangChain's layout), an HNSW index and ragstream's hash index. Never drops
+    /// table (LangChain's layout), an HNSW index and ragstream's hash and id indexes. Never drops
     /// or rewrites anything; the embedded store needs no migration.
     Migrate,
     /// Measure retrieval quality over a JSONL file of `{"question": …, "expected": [ids]}`
@@ -339,6 +339,10 @@ async fn migrate_cmd(cfg: &KbConfig, out: &mut dyn Write) -> anyhow::Result<()> 
     }
     if done.hash_index {
         writeln!(out, "created ragstream's hash index on {table}")?;
+        said = true;
+    }
+    if done.id_index {
+        writeln!(out, "created ragstream's document id index on {table}")?;
         said = true;
     }
     if done.function {

@@ -149,8 +149,8 @@ impl PgStore {
                 let found: Vec<String> = tx
                     .query(
                         &format!(
-                            "SELECT metadata->'{KEY}'->>'id' FROM {table} \
-                             WHERE metadata ? '{KEY}' AND metadata->'{KEY}'->>'id' = ANY($1)"
+                            "SELECT metadata->'{KEY}'->>'id' FROM {table} WHERE {}",
+                            rows::with_ids("$1")
                         ),
                         &[&ids],
                     )
@@ -166,7 +166,10 @@ impl PgStore {
                     )));
                 }
                 tx.query(
-                    &format!("{own} AND metadata->'{KEY}'->>'id' = ANY($1) {returning}"),
+                    &format!(
+                        "DELETE FROM {table} WHERE {} {returning}",
+                        rows::with_ids("$1")
+                    ),
                     &[&ids],
                 )
                 .await

@@ -2,8 +2,9 @@
 //! write everything in one transaction (steps 3 to 5 of [`crate::kb::import`]).
 //!
 //! Idempotence rests on a partial unique index on ragstream's content hash
-//! (`metadata->'ragstream'->>'hash'`, only rows that have it), created here if missing;
-//! LangChain's own rows are not in it and are never touched.
+//! (`metadata->'ragstream'->>'hash'`, only rows that have it), created here if missing
+//! together with a partial index on ragstream's document id (`rows::with_ids`);
+//! LangChain's own rows are not in them and are never touched.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -53,7 +54,7 @@ impl PgStore {
         let table = self.inner.schema.table.clone();
 
         let client = self.client().await?;
-        self.ensure_hash_index(&client).await?;
+        self.ensure_indexes(&client).await?;
 
         // Plan (read-only): which hashes and ids are already stored.
         let hashes: Vec<&str> = docs.iter().map(|d| d.hash.as_str()).collect();
@@ -74,8 +75,8 @@ impl PgStore {
         let stored_ids: HashSet<String> = client
             .query(
                 &format!(
-                    "SELECT metadata->'{KEY}'->>'id' FROM {table} \
-                     WHERE metadata ? '{KEY}' AND metadata->'{KEY}'->>'id' = ANY($1)"
+                    "SELECT metadata->'{KEY}'->>'id' FROM {table} WHERE {}",
+                    rows::with_ids("$1")
                 ),
                 &[&ids],
             )
@@ -143,8 +144,8 @@ impl PgStore {
             let rows = tx
                 .query(
                     &format!(
-                        "DELETE FROM {table} WHERE metadata ? '{KEY}' \
-                         AND metadata->'{KEY}'->>'id' = ANY($1) RETURNING id::text"
+                        "DELETE FROM {table} WHERE {} RETURNING id::text",
+                        rows::with_ids("$1")
                     ),
                     &[&replaced],
                 )
@@ -229,25 +230,30 @@ impl PgStore {
         Ok(report)
     }
 
-    /// Creates the partial unique index on ragstream's hash if it is missing. The two
-    /// statements run as one implicit transaction, the lock first: `IF NOT EXISTS` is not
-    /// safe against a concurrent creation (two first imports at once).
-    async fn ensure_hash_index(&self, client: &deadpool_postgres::Object) -> Result<(), Error> {
+    /// Creates ragstream's partial indexes if they are missing: the unique one on its hash
+    /// (idempotence) and the one on its document id (re-imports and deletes find a
+    /// document's rows without reading every ragstream row). The statements run as one
+    /// implicit transaction, the lock first: `IF NOT EXISTS` is not safe against a
+    /// concurrent creation (two first imports at once).
+    async fn ensure_indexes(&self, client: &deadpool_postgres::Object) -> Result<(), Error> {
         // An index is created in its table's schema; its name is never qualified.
         let (_, name) = self.inner.config.postgres.table_parts();
-        let index = quoted(&format!("{name}_ragstream_hash"));
+        let hash_index = quoted(&format!("{name}_ragstream_hash"));
+        let id_index = quoted(&format!("{name}_ragstream_id"));
         let table = &self.inner.schema.table;
         let lock = table.replace('\'', "''");
         client
             .batch_execute(&format!(
                 "SELECT pg_advisory_xact_lock(hashtext('ragstream hash index {lock}')); \
-                 CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} ((metadata->'{KEY}'->>'hash')) \
-                 WHERE metadata ? '{KEY}'"
+                 CREATE UNIQUE INDEX IF NOT EXISTS {hash_index} ON {table} \
+                 ((metadata->'{KEY}'->>'hash')) WHERE metadata ? '{KEY}'; \
+                 CREATE INDEX IF NOT EXISTS {id_index} ON {table} \
+                 ((metadata->'{KEY}'->>'id')) WHERE metadata ? '{KEY}'"
             ))
             .await
             .map_err(|err| {
                 Error::store(format!(
-                    "cannot create ragstream's index on {table} ({}); run `ragstream kb migrate` \
+                    "cannot create ragstream's indexes on {table} ({}); run `ragstream kb migrate` \
                      as the table's owner",
                     super::pool::describe(&err)
                 ))

@@ -1,6 +1,7 @@
 //! `ragstream kb migrate`: creates what the PostgreSQL store needs and is missing —
 //! the `vector` extension, LangChain's table (JS layout: `id bigserial`), an HNSW index
-//! on `embedding` (cosine), ragstream's unique index on its content hash, and its
+//! on `embedding` (cosine), ragstream's unique index on its content hash and its index
+//! on its document id, and its
 //! full-text side table, filled for every row that has no terms yet, and its term
 //! statistics (see `terms`). It never
 //! drops, alters or rewrites what is there; running it again changes nothing.
@@ -26,6 +27,8 @@ pub struct Migrated {
     pub hnsw_index: bool,
     /// The partial unique index on ragstream's content hash.
     pub hash_index: bool,
+    /// The partial index on ragstream's document id.
+    pub id_index: bool,
     /// LangChain JS's `match_documents` (under `kb.postgres.query_function`'s name).
     pub function: bool,
     /// ragstream's full-text side table `<table>_ragstream_terms` with its GIN index.
@@ -112,24 +115,27 @@ pub async fn migrate(cfg: &KbConfig) -> Result<Migrated, Error> {
         done.hnsw_index = true;
     }
 
-    let hash_index = quoted(&format!("{name}_ragstream_hash"));
-    let has_hash_index = tx
-        .query_opt(
-            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-             WHERE i.indrelid = to_regclass($1) AND c.relname = $2",
-            &[&table, &format!("{name}_ragstream_hash")],
-        )
-        .await
-        .map_err(sql)?
-        .is_some();
-    if !has_hash_index {
+    if !has_index(&tx, &table, &format!("{name}_ragstream_hash")).await? {
+        let index = quoted(&format!("{name}_ragstream_hash"));
         tx.batch_execute(&format!(
-            "CREATE UNIQUE INDEX {hash_index} ON {table} ((metadata->'{KEY}'->>'hash')) \
+            "CREATE UNIQUE INDEX {index} ON {table} ((metadata->'{KEY}'->>'hash')) \
              WHERE metadata ? '{KEY}'"
         ))
         .await
         .map_err(sql)?;
         done.hash_index = true;
+    }
+    // Not unique: ragstream keeps one row per id, but rows written meanwhile by two
+    // imports of different content under one id must not make the index impossible.
+    if !has_index(&tx, &table, &format!("{name}_ragstream_id")).await? {
+        let index = quoted(&format!("{name}_ragstream_id"));
+        tx.batch_execute(&format!(
+            "CREATE INDEX {index} ON {table} ((metadata->'{KEY}'->>'id')) \
+             WHERE metadata ? '{KEY}'"
+        ))
+        .await
+        .map_err(sql)?;
+        done.id_index = true;
     }
 
     if !pg.query_function.is_empty() {
@@ -230,6 +236,22 @@ BEGIN
 END;
 $$"
     )
+}
+
+/// Whether `table` has an index named `index`.
+async fn has_index(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    index: &str,
+) -> Result<bool, Error> {
+    tx.query_opt(
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = to_regclass($1) AND c.relname = $2",
+        &[&table, &index],
+    )
+    .await
+    .map(|row| row.is_some())
+    .map_err(sql)
 }
 
 /// The vector size for a new table: configured, or measured on the model.

@@ -12,7 +12,7 @@
 //! terms.rs    ragstream's jieba terms of each row, in a side table beside LangChain's
 //! term_stats.rs  the side table's term statistics, moved by each change's delta
 //! fulltext.rs Chinese full-text ranking over those terms, scored as kb::score says
-//! migrate.rs  kb migrate: extension, table, HNSW index, hash index, only what is missing
+//! migrate.rs  kb migrate: extension, table, HNSW index, hash and id indexes, only what is missing
 //! ```
 //!
 //! Every process is stateless: nothing is cached but the schema (and, per connection,

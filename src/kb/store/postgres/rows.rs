@@ -15,6 +15,13 @@ use crate::kb::fusion::{Candidate, Shown};
 /// The metadata key holding ragstream's own fields.
 pub const KEY: &str = "ragstream";
 
+/// The condition selecting ragstream's rows whose document id is in the text array
+/// `param` (e.g. `"$1"`). It repeats the predicate of the partial index
+/// `<table>_ragstream_id` (`metadata ? 'ragstream'`) so that the planner can use it.
+pub fn with_ids(param: &str) -> String {
+    format!("metadata ? '{KEY}' AND metadata->'{KEY}'->>'id' = ANY({param})")
+}
+
 /// The `metadata` ragstream writes for `doc`.
 pub fn metadata(doc: &Document) -> Value {
     let mut meta: Map<String, Value> = doc.metadata.clone();

@@ -724,6 +724,59 @@ async fn plan_indexes(
 
 // Issue 12: re-imports and `kb delete` find a document's rows by ragstream's document id
 // through an index, not by reading every ragstream row.
+// Issue 12: after `kb migrate` by the table's owner, a role that may only read and write
+// the rows imports and searches: an import creates ragstream's indexes only when missing.
+#[tokio::test]
+async fn a_role_that_does_not_own_the_table_imports_after_kb_migrate() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    migrate(&cfg).await;
+    let role = format!("writer_{db}");
+    let mut grants =
+        format!("create role {role} login; grant usage on sequence documents_id_seq to {role}; ");
+    for table in [
+        "documents",
+        "documents_ragstream_terms",
+        "documents_ragstream_df",
+        "documents_ragstream_totals",
+    ] {
+        grants.push_str(&format!(
+            "grant select, insert, update, delete on {table} to {role}; "
+        ));
+    }
+    pg::client(&db).await.batch_execute(&grants).await.unwrap();
+
+    let mut writer = cfg.clone();
+    writer.postgres.url = Some(
+        pg::url(&db)
+            .replace("postgres@", &format!("{role}@"))
+            .into(),
+    );
+    let store = ragstream::kb::connect(&writer).await.unwrap();
+    let report = import(&store, &[sample()]).await.unwrap();
+    assert!(report.added > 0, "{report:?}");
+    let hits = text_hits(&writer, SELF_INJURY).await.unwrap();
+    assert_eq!(hits[0].hit.id, "self-injury", "{hits:?}");
+    let removed = store
+        .delete(Selection::Ids(vec!["self-injury".into()]))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    // Still not the owner: creating an index is refused to this role.
+    let refused = pg::client(&db)
+        .await
+        .batch_execute(&format!(
+            "set role {role}; create index documents_by_writer on documents (id)"
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("owner") || format!("{refused:?}").contains("owner"),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn lookups_by_document_id_use_the_id_index_that_import_creates() {
     let server = EmbedServer::start(DIM).await;

@@ -234,13 +234,32 @@ impl PgStore {
     /// (idempotence) and the one on its document id (re-imports and deletes find a
     /// document's rows without reading every ragstream row). The statements run as one
     /// implicit transaction, the lock first: `IF NOT EXISTS` is not safe against a
-    /// concurrent creation (two first imports at once).
+    /// concurrent creation (two first imports at once). When both exist nothing is
+    /// created, so a role that does not own the table can import after `kb migrate`.
     async fn ensure_indexes(&self, client: &deadpool_postgres::Object) -> Result<(), Error> {
         // An index is created in its table's schema; its name is never qualified.
         let (_, name) = self.inner.config.postgres.table_parts();
         let hash_index = quoted(&format!("{name}_ragstream_hash"));
         let id_index = quoted(&format!("{name}_ragstream_id"));
         let table = &self.inner.schema.table;
+        // Creating an index needs the table's owner even when it exists: after `kb
+        // migrate`, a role that may only write rows must not get that far.
+        let names = vec![
+            format!("{name}_ragstream_hash"),
+            format!("{name}_ragstream_id"),
+        ];
+        let present: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 WHERE i.indrelid = to_regclass($1) AND c.relname = ANY($2)",
+                &[table, &names],
+            )
+            .await
+            .map_err(sql)?
+            .get(0);
+        if present == 2 {
+            return Ok(());
+        }
         let lock = table.replace('\'', "''");
         client
             .batch_execute(&format!(

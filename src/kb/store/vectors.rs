@@ -9,7 +9,7 @@
 //! compared by Hamming distance, 32× less memory traffic than `f32`), and the best
 //! [`OVERSAMPLE`]× candidates are then rescored exactly; `bench/kb_bench.rs` measures
 //! both the latency and the recall of that two-step scan against the exact one.
-//! The inner loops live in [`kernels`] (AVX2 + POPCNT where the CPU has them).
+//! The inner loops live in `kernels` (AVX2 + POPCNT where the CPU has them).
 
 use std::collections::HashMap;
 

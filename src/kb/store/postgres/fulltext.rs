@@ -1,10 +1,10 @@
 //! Chinese full-text ranking for the PostgreSQL store, over ragstream's terms of the
 //! table's rows ([`super::terms`]).
 //!
-//! Search ([`PgStore::text_ranking`]): candidates read tier by tier, up to
+//! Search (`PgStore::text_ranking`): candidates read tier by tier, up to
 //! [`MAX_CANDIDATES`] rows: the rows holding every query word (or a synonym), then those
 //! holding the rarest word and another, then those holding the rarest words
-//! ([`candidate_tiers`]); they are ordered by BM25 (k1 1.2, b 0.75, IDF from the term
+//! (`candidate_tiers`); they are ordered by BM25 (k1 1.2, b 0.75, IDF from the term
 //! statistics), then scored with the evidence of [`crate::kb::score`] exactly as the
 //! embedded store scores full text. The caller fuses this ranking with the vector ranking
 //! ([`crate::kb::fusion`]).

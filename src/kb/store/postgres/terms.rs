@@ -6,7 +6,7 @@
 //! `kb migrate` for every row that has none (rows written by other tools). Beside it,
 //! the term statistics: `<table>_ragstream_df` (each word's number of rows) and
 //! `<table>_ragstream_totals` (rows, total words), which every transaction that changes
-//! the side table moves by what it changed ([`super::term_stats`]: [`write`], [`forget`],
+//! the side table moves by what it changed ([`super::term_stats`]: [`write()`], [`forget`],
 //! [`prune`] and [`backfill`] gather a [`TermDelta`]), so a search
 //! ([`super::fulltext`]) reads them instead of counting.
 

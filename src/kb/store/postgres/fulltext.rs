@@ -175,7 +175,7 @@ impl PgStore {
             &format!(
                 "SELECT c.id, c.words, u.lexeme, coalesce(cardinality(u.positions), 1) \
                  FROM (SELECT f.id, f.words, f.terms \
-                       FROM unnest($1::text[], $4::text[]) WITH ORDINALITY AS t(query, before, tier) \
+                       FROM unnest($1::text[], $4::text[]) AS t(query, before) \
                        CROSS JOIN LATERAL (SELECT id, words, terms FROM {side} \
                                            WHERE terms @@ t.query::tsquery AND (t.before IS NULL \
                                                  OR NOT terms @@ t.before::tsquery)) f \

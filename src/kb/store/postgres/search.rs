@@ -73,11 +73,11 @@ impl PgStore {
         let concurrent = spare.is_some();
         let tx = client.transaction().await.map_err(sql)?;
         // The settings and which full-text tables exist, in one round trip. No parallel
-        // workers: the full-text candidates are read in order (rows with every word first).
+        // workers: the full-text candidates are read in order (tier by tier).
         let side = terms_table(&pg.table);
+        let exists =
+            |name: &str| format!("to_regclass('{}') IS NOT NULL", name.replace('\'', "''"));
         let main_side = async {
-            let exists =
-                |name: String| format!("to_regclass('{}') IS NOT NULL", name.replace('\'', "''"));
             let ef = if concurrent {
                 String::new()
             } else {
@@ -89,9 +89,9 @@ impl PgStore {
                      SET LOCAL max_parallel_workers_per_gather = 0; \
                      SELECT {}, {} AND {}",
                     pg.statement_timeout_ms,
-                    exists(side.clone()),
-                    exists(df_table(&pg.table)),
-                    exists(totals_table(&pg.table)),
+                    exists(&side),
+                    exists(&df_table(&pg.table)),
+                    exists(&totals_table(&pg.table)),
                 ))
                 .await
                 .map_err(sql)?;
@@ -144,9 +144,9 @@ impl PgStore {
             let checked = tx
                 .simple_query(&format!(
                     "SET LOCAL statement_timeout = {}; SET LOCAL hnsw.ef_search = {ef_search}; \
-                     SELECT to_regclass('{}') IS NOT NULL",
+                     SELECT {}",
                     pg.statement_timeout_ms,
-                    side.replace('\'', "''")
+                    exists(&side)
                 ))
                 .await
                 .map_err(sql)?;

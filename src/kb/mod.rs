@@ -24,6 +24,7 @@ pub mod error;
 pub mod eval;
 pub mod formats;
 pub mod fusion;
+pub mod homophones;
 pub mod import;
 pub mod rerank;
 pub mod score;

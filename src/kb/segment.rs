@@ -17,6 +17,7 @@ use jieba_rs::{Jieba, TokenizeMode};
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 use super::Error;
+use super::homophones::Homophones;
 use super::synonyms::{self, Synonyms};
 
 /// The dictionary compiled into the binary (`examples/kb/userdict.txt`).
@@ -197,6 +198,8 @@ pub struct Segmenter {
     synonyms: Arc<Synonyms>,
     /// Whether queries are also expanded with the built-in groups ([`synonyms::builtin`]).
     builtin_synonyms: bool,
+    /// The user words and synonym terms, for reading homophone slips in queries.
+    homophones: Arc<Homophones>,
 }
 
 /// One `WORD [FREQ] [TAG]` line of a user dictionary.
@@ -246,8 +249,15 @@ impl Segmenter {
                 });
             }
         }
+        let homophones = Homophones::new(
+            user_words
+                .iter()
+                .map(|w| w.word.as_str())
+                .chain(synonyms.terms()),
+        );
         Ok(Self {
             jieba: Arc::new(OnceLock::new()),
+            homophones: Arc::new(homophones),
             user_words: Arc::new(user_words),
             synonyms: Arc::new(synonyms),
             builtin_synonyms: true,
@@ -325,8 +335,11 @@ impl Segmenter {
 
     /// The words of a query with their synonyms and characters: [`Segmenter::query_terms`]
     /// without filler (请问, 我家, 怎么办, 总是 …), unless filler is all there is.
+    /// Homophone slips of domain words are read as the words they stand for first
+    /// ([`Segmenter::corrected`]).
     pub fn analyze(&self, query: &str) -> Vec<QueryTerm> {
-        let words = self.query_terms(query);
+        let query = self.corrected(query);
+        let words = self.query_terms(&query);
         let content: Vec<&String> = words
             .iter()
             .filter(|w| !FILLER.contains(&w.as_str()))
@@ -362,6 +375,47 @@ impl Segmenter {
             .collect()
     }
 
+    /// `query` with each homophone slip of a domain word (自闭证, 刻扳) replaced by the
+    /// word (自闭症, 刻板); see [`crate::kb::homophones`]. Borrowed when there is none.
+    pub fn corrected<'q>(&self, query: &'q str) -> std::borrow::Cow<'q, str> {
+        let jieba = self.jieba();
+        let slips = self.homophones.slips(
+            query,
+            |word| jieba.has_word(word),
+            || {
+                let mut at = 0;
+                jieba
+                    .cut(query, true)
+                    .iter()
+                    .map(|token| {
+                        let from = at;
+                        at += token.word.chars().count();
+                        (from, at)
+                    })
+                    .collect()
+            },
+        );
+        if slips.is_empty() {
+            return std::borrow::Cow::Borrowed(query);
+        }
+        let mut out = String::with_capacity(query.len());
+        let mut slips = slips.iter().peekable();
+        let mut skip = 0;
+        for (i, c) in query.chars().enumerate() {
+            if let Some(slip) = slips.next_if(|s| s.start == i) {
+                tracing::debug!(typed = %slip.typed, word = %slip.word, "query: homophone slip read as a domain word");
+                out.push_str(&slip.word);
+                skip = slip.len;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            out.push(c);
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
     /// A tantivy tokenizer that cuts exactly as [`Segmenter::words`] does.
     pub fn tokenizer(&self) -> JiebaTokenizer {
         JiebaTokenizer {
@@ -371,7 +425,7 @@ impl Segmenter {
 }
 
 /// Whether `c` is a CJK ideograph (the characters the character fields index).
-fn is_han(c: char) -> bool {
+pub(crate) fn is_han(c: char) -> bool {
     matches!(c, '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}')
 }
 
@@ -620,6 +674,26 @@ mod tests {
         }
         let alone: Vec<String> = s.analyze("多少").into_iter().map(|t| t.word).collect();
         assert_eq!(alone, ["多少"]);
+    }
+
+    #[test]
+    fn homophone_slips_of_domain_words_are_read_as_the_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let words = dir.path().join("words.txt");
+        std::fs::write(&words, "喘息服务\n").unwrap();
+        let mut groups = Synonyms::default();
+        groups.add("言语康复 言语治疗\n", "t").unwrap();
+        let s = Segmenter::with_synonyms(Some(&words), groups).unwrap();
+        // The built-in dictionary, the operator's dictionary and synonym terms.
+        assert_eq!(s.corrected("孩子总是自商怎么办"), "孩子总是自伤怎么办");
+        assert_eq!(s.corrected("哪里有喘西服务"), "哪里有喘息服务");
+        assert_eq!(s.corrected("言语康付多少钱"), "言语康复多少钱");
+        assert_eq!(s.analyze("自商")[0].word, "自伤");
+        // A dictionary word of the question reaching into the stretch keeps it.
+        assert!(matches!(
+            s.corrected("我自上周开始失眠"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

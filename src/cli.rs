@@ -185,10 +185,13 @@ async fn ask(
     data: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
     let mut raw = RawConfig::load(path.as_deref())?;
-    if let Some(dir) = data {
-        raw.kb.data_dir = dir;
+    if let Some(dir) = &data {
+        raw.kb.data_dir = dir.clone();
     }
     let config = raw.lift()?;
+    if let Some(dir) = &data {
+        crate::kb::cli::warn_if_data_is_ignored(&config.kb, dir);
+    }
     warn_about(&config);
     let kb = crate::app::open_kb(&config).await?.reader();
     let engine = crate::app::engine(&config, &kb)?;

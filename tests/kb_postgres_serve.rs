@@ -232,3 +232,36 @@ async fn the_postgres_stores_hits_are_reranked() {
     );
     assert_eq!(rerank.seen()[0].body["query"], QUESTION);
 }
+
+/// `--data` names a directory of the embedded store; with `kb.store = "postgres"` it
+/// means nothing, and the command says so instead of ignoring it silently.
+#[tokio::test]
+async fn data_dir_given_with_the_postgres_store_is_reported_as_ignored() {
+    let embed = EmbedServer::start(DIM).await;
+    let port = support::closed_port().port();
+    let url = format!("postgres://ragstream@127.0.0.1:{port}/kb?sslmode=disable");
+    for args in [
+        &["kb", "stats", "--data", "/tmp/somewhere-else"][..],
+        &["ask", "--data", "/tmp/somewhere-else", "孩子自伤怎么办"][..],
+    ] {
+        let mut command = ragstream("warn");
+        command.args(args);
+        postgres_env(&mut command, &url, &embed);
+        let out = Command::from(command).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--data is ignored") && stderr.contains("/tmp/somewhere-else"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The embedded store uses the directory: no warning.
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = ragstream("warn");
+    command.args(["kb", "stats", "--data"]).arg(dir.path());
+    let out = Command::from(command).output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("--data is ignored"),
+        "{out:?}"
+    );
+}

@@ -15,7 +15,7 @@ use super::{KnowledgeBaseAdmin, SearchParams, Selection, eval, import};
 #[derive(Debug, Clone, Default, Args)]
 pub struct DataDir {
     /// Data directory of the embedded store [default: config `kb.data_dir`, else ./data];
-    /// ignored when `kb.store = "postgres"`
+    /// ignored, with a warning, when `kb.store = "postgres"`
     #[arg(long = "data", value_name = "DIR")]
     pub data: Option<PathBuf>,
 }
@@ -135,6 +135,18 @@ impl KbCommand {
     }
 }
 
+/// Logs a warning when `--data` was given but the documents live in PostgreSQL, where a
+/// data directory means nothing: the command goes on against the database.
+pub fn warn_if_data_is_ignored(cfg: &KbConfig, dir: &std::path::Path) {
+    if cfg.store == super::config::StoreKind::Postgres {
+        tracing::warn!(
+            data = %dir.display(),
+            "--data is ignored: kb.store is \"postgres\", so the documents are in PostgreSQL \
+             (kb.postgres.url or DATABASE_URL); drop --data, or set kb.store = \"embedded\" to use the directory"
+        );
+    }
+}
+
 /// Runs a command, printing to stdout.
 pub async fn run(cmd: KbCommand, cfg: &KbConfig) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -145,6 +157,7 @@ pub async fn run(cmd: KbCommand, cfg: &KbConfig) -> anyhow::Result<()> {
 pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut cfg = cfg.clone();
     if let Some(dir) = cmd.data() {
+        warn_if_data_is_ignored(&cfg, dir);
         cfg.data_dir = dir.clone();
     }
     // The table may not exist yet: migrate connects on its own.

@@ -1692,3 +1692,28 @@ async fn term_statistics_stay_exact_when_left_over_terms_are_rewritten() {
         "no recount"
     );
 }
+
+/// Entries none of which holds the word 医生; its built-in related word 大夫 is in one.
+const DOCTORS: &str = "{\"id\":\"a\",\"question\":\"怎样找一位好大夫\",\"answer\":\"看口碑和资质\"}\n\
+{\"id\":\"b\",\"question\":\"睡眠问题\",\"answer\":\"固定作息\"}\n";
+
+// Issue 11: `kb.builtin_synonyms = false` turns the built-in groups off in PostgreSQL
+// too (the store used to build its query analysis without reading the setting).
+#[tokio::test]
+async fn builtin_synonyms_follow_the_config_in_postgres_as_in_the_embedded_store() {
+    let server = EmbedServer::start(DIM).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _db) = pg_config(&server, dir.path(), &pg::langchain_js_sql(DIM)).await;
+    let mut cfg = without_embeddings(cfg);
+    let faq = write(dir.path(), "faq.jsonl", DOCTORS);
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    import(&store, std::slice::from_ref(&faq)).await.unwrap();
+    let hits = store.search("医生", &params(3)).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].id, "a");
+    drop(store);
+    cfg.builtin_synonyms = false;
+    let store = ragstream::kb::connect(&cfg).await.unwrap();
+    let hits = store.search("医生", &params(3)).await.unwrap();
+    assert!(hits.is_empty(), "{hits:?}");
+}

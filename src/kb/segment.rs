@@ -264,6 +264,16 @@ impl Segmenter {
         })
     }
 
+    /// The segmenter a store uses under `cfg`: its user dictionary (`kb.user_dictionary`),
+    /// synonym groups (`kb.synonyms`) and built-in groups (`kb.builtin_synonyms`).
+    pub fn from_config(cfg: &super::config::KbConfig) -> Result<Self, Error> {
+        let synonyms = Synonyms::load(cfg.synonyms.as_deref())?;
+        Ok(
+            Self::with_synonyms(cfg.user_dictionary.as_deref(), synonyms)?
+                .builtin_synonyms(cfg.builtin_synonyms),
+        )
+    }
+
     /// Turns expansion with the built-in synonym groups on or off (`kb.builtin_synonyms`).
     pub fn builtin_synonyms(mut self, on: bool) -> Self {
         self.builtin_synonyms = on;

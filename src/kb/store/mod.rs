@@ -33,7 +33,6 @@ use super::config::KbConfig;
 use super::embed::Embeddings;
 use super::import::{Options, Progress, Report};
 use super::segment::Segmenter;
-use super::synonyms::Synonyms;
 use super::{
     DetailedHit, Error, KnowledgeBase, KnowledgeBaseAdmin, Listed, SearchParams, Selection, Stats,
 };
@@ -118,9 +117,7 @@ impl Store {
         let fulltext_dir = data_dir.join(FULLTEXT_DIR);
         // Looked at before `connect`, which would create an empty database.
         let db_size = std::fs::metadata(&db_path).ok().map(|m| m.len());
-        let synonyms = Synonyms::load(cfg.synonyms.as_deref())?;
-        let segmenter = Segmenter::with_synonyms(cfg.user_dictionary.as_deref(), synonyms)?
-            .builtin_synonyms(cfg.builtin_synonyms);
+        let segmenter = Segmenter::from_config(cfg)?;
         let opened = FullText::open(&fulltext_dir, segmenter.clone());
         let indexed = opened
             .as_ref()

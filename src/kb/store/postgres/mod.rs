@@ -118,9 +118,7 @@ pub async fn connect_with(
              store searches full text only and imports rows without embeddings"
         );
     }
-    let synonyms = crate::kb::synonyms::Synonyms::load(cfg.synonyms.as_deref())?;
-    let segmenter =
-        crate::kb::segment::Segmenter::with_synonyms(cfg.user_dictionary.as_deref(), synonyms)?;
+    let segmenter = crate::kb::segment::Segmenter::from_config(cfg)?;
     let store = PgStore {
         inner: Arc::new(Inner {
             pool,

@@ -74,6 +74,25 @@ async fn import_search_eval_stats_list_delete() {
         "{out}"
     );
 
+    // How the question was read: the slip corrected, filler gone, related words shown.
+    let out = kb(
+        &cfg,
+        &["search", "--data", data, "--terms", "孩子总是自商怎么办"],
+    )
+    .await
+    .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("(self-injury,"), "{out}");
+    assert!(lines.contains(&"read as: 孩子总是自伤怎么办"), "{out}");
+    assert!(lines.contains(&"term: 自伤"), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("term: 孩子  related: ") && l.contains("小孩")),
+        "{out}"
+    );
+    assert!(!out.contains("term: 总是"), "{out}");
+
     let out = kb(&cfg, &["search", "--data", data, "--json", "挑食"])
         .await
         .unwrap();

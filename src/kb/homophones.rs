@@ -52,7 +52,7 @@ pub struct Slip {
 const MAX_LEN: usize = 8;
 
 impl Homophones {
-    /// Indexes the words of two to [`MAX_LEN`] Han characters among `words`.
+    /// Indexes the words of two to eight Han characters among `words`.
     pub fn new<'a>(words: impl IntoIterator<Item = &'a str>) -> Self {
         let mut out = Self::default();
         for word in words {

@@ -526,7 +526,6 @@ impl import::Progress for Bar {
     }
 }
 
-/// The first `max` characters of `text` on one line.
 /// How `query` is read for full-text search: the corrected question when a homophone
 /// slip was read as a domain word, then each term with what may stand in for it.
 fn write_terms(out: &mut dyn Write, segmenter: &Segmenter, query: &str) -> anyhow::Result<()> {
@@ -551,6 +550,7 @@ fn write_terms(out: &mut dyn Write, segmenter: &Segmenter, query: &str) -> anyho
     Ok(())
 }
 
+/// The first `max` characters of `text` on one line.
 fn one_line(text: &str, max: usize) -> String {
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= max {

@@ -96,13 +96,12 @@ impl Homophones {
         let mut cut = Some(cut);
         let mut tokens: Vec<(usize, usize)> = Vec::new();
         let mut slips: Vec<Slip> = Vec::new();
+        // Characters already read as part of a slip: a stretch never overlaps one.
+        let mut taken = vec![false; chars.len()];
         for &len in &self.lengths {
             for start in 0..chars.len().saturating_sub(len - 1) {
                 let end = start + len;
-                if slips
-                    .iter()
-                    .any(|s| start < s.start + s.len && s.start < end)
-                {
+                if taken[start..end].iter().any(|&t| t) {
                     continue;
                 }
                 let Some(word) = self.sounding_like(&chars[start..end]) else {
@@ -119,6 +118,7 @@ impl Homophones {
                     }
                 });
                 if !reached_into && !is_word(&typed) {
+                    taken[start..end].fill(true);
                     slips.push(Slip {
                         start,
                         len,
